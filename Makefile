@@ -1,0 +1,85 @@
+# kpipe - build, test, demo, bench, install.
+#   make            build ./kpipe (objects in build/)
+#   make test       install missing Debian packages, build, run every test (T=group for one group)
+#   make demo       install missing Debian packages, build, run configs/demo.yaml
+#   make asan       build and run the tests under ASan+UBSan (objects in build-asan/)
+#   make bench      the benchmarks in bench/ (not part of test)
+#   make install    PREFIX=/usr/local DESTDIR=
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+BUILD ?= build
+OPT ?= -O2 -g
+SAN ?=
+PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+KP_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(SAN) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
+KP_LIBS = $(SAN) $(LDFLAGS) $(PKG_LIBS) -lcsv -lm -lpthread
+
+MAIN_SRC = pipeline/main.c
+LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages/*.c models/*.c models/metrics/*.c)))
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC = $(sort $(wildcard tests/test_*.c))
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/registry.o
+VERSION = $(shell cat VERSION)
+
+.PHONY: all test demo asan asan-test bench install clean deps unit
+all: kpipe
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KP_CFLAGS) -DKP_VERSION='"$(VERSION)"' -c $< -o $@
+
+$(BUILD)/libkpipe.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kpipe: $(BUILD)/$(MAIN_SRC:.c=.o) $(BUILD)/libkpipe.a
+	$(CC) -o $@ $^ $(KP_LIBS)
+
+kpipe: $(BUILD)/kpipe
+	cp $< $@
+
+# The test registry is generated from the KP_TEST_GROUP(name) lines of tests/test_*.c.
+$(BUILD)/tests/registry.c: $(TEST_SRC) scripts/gen_test_registry.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen_test_registry.sh $(TEST_SRC) > $@
+
+$(BUILD)/tests/registry.o: $(BUILD)/tests/registry.c
+	$(CC) $(KP_CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/kpipe_tests: $(TEST_OBJ) $(BUILD)/libkpipe.a
+	$(CC) -o $@ $^ $(KP_LIBS) -lcmocka
+
+# Tests run with the binary they test: KPIPE_BIN points end-to-end tests at it.
+test: deps
+	@$(MAKE) --no-print-directory $(BUILD)/kpipe $(BUILD)/kpipe_tests
+	KPIPE_BIN=$(CURDIR)/$(BUILD)/kpipe KPIPE_ROOT=$(CURDIR) ./$(BUILD)/kpipe_tests $(T)
+
+asan:
+	@$(MAKE) --no-print-directory test BUILD=build-asan OPT='-O1 -g -fno-omit-frame-pointer' \
+	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined'
+
+demo: deps
+	@$(MAKE) --no-print-directory kpipe
+	./kpipe run configs/demo.yaml
+	./kpipe status configs/demo.yaml
+	@echo "submission: submissions/demo.csv"
+
+bench: kpipe
+	sh bench/run.sh
+
+install: kpipe
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 kpipe $(DESTDIR)$(PREFIX)/bin/kpipe
+	install -d $(DESTDIR)$(PREFIX)/share/doc/kpipe
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/kpipe/
+
+clean:
+	rm -rf build build-asan kpipe
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

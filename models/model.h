@@ -1,0 +1,109 @@
+/* model.h - the one interface every model in the zoo implements.
+ *
+ * A model is fitted on a dense row-major float matrix and predicts one row of
+ * n_out floats per input row:
+ *   binary      n_out = 1, P(y = 1)          y[i] in {0, 1}
+ *   multiclass  n_out = n_classes, P(class)  y[i] = class index
+ *   regression  n_out = 1, the value         y[i] = target
+ *   multilabel  n_out = n_labels, P(label)   y[i * n_out + j] in {0, 1}
+ * Adding a model is one file defining a kp_model_ops and one line in
+ * models/registry.c.  Checkpoints are safetensors files whose metadata holds
+ * "kpipe.model" (the model name), "kpipe.task" and "kpipe.n_out"; loading
+ * one of another model type, or a corrupted one, is a clear error.
+ */
+#ifndef KP_MODEL_H
+#define KP_MODEL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdio.h>
+#include "../lib/params.h"
+#include "safetensors.h"
+
+typedef enum kp_task_kind {
+    KP_TASK_BINARY, KP_TASK_MULTICLASS, KP_TASK_REGRESSION, KP_TASK_MULTILABEL,
+    KP_TASK_COUNT
+} kp_task_kind;
+
+#define KP_TASK_BIT(t) (1u << (t))
+
+typedef struct kp_problem {
+    kp_task_kind task;
+    int n_out;          /* outputs per row, see above */
+} kp_problem;
+
+/* A dense row-major matrix; data borrowed. */
+typedef struct kp_matrix {
+    const float *data;
+    int64_t rows, cols;
+} kp_matrix;
+
+typedef struct kp_fit_opts {
+    uint64_t seed;            /* for any randomness in the fit */
+    int threads;              /* thread budget (BLAS and kp_parallel_for) */
+    const kp_matrix *X_valid; /* optional held-out rows for early stopping, or NULL */
+    const float *y_valid;
+    FILE *log;                /* progress lines (may be NULL) */
+} kp_fit_opts;
+
+typedef struct kp_model_ops {
+    const char *name;
+    const char *doc;                 /* one line */
+    const kp_keyspec *params;        /* {NULL}-terminated */
+    unsigned tasks;                  /* KP_TASK_BIT mask of supported tasks */
+    /* Fits on X (rows x cols) and y; *model is owned by the caller (ops->free). */
+    int (*fit)(const kp_params *params, const kp_problem *pb, const kp_matrix *X,
+               const float *y, const kp_fit_opts *opts, void **model,
+               char *err, size_t errlen);
+    /* Writes X->rows * n_out predictions to out (caller-allocated). */
+    int (*predict)(const void *model, const kp_matrix *X, float *out, int threads,
+                   char *err, size_t errlen);
+    /* Adds the model's tensors and metadata to w. */
+    int (*save)(const void *model, kp_stw *w, char *err, size_t errlen);
+    /* Rebuilds a model from an opened checkpoint; *model caller-owned. */
+    int (*load)(const kp_st *st, const kp_problem *pb, void **model, char *err, size_t errlen);
+    /* Frees a model; NULL is accepted. */
+    void (*free)(void *model);
+} kp_model_ops;
+
+/* A fitted model of any type. */
+typedef struct kp_model kp_model;
+
+/* Returns the registered model called name, or NULL. */
+const kp_model_ops *kp_model_find(const char *name);
+
+/* Returns the number of registered models and, via kp_model_at, each one. */
+int kp_model_count(void);
+const kp_model_ops *kp_model_at(int i);
+
+/* Returns the kp_task_kind for "binary" etc.; 0 or KP_ERR_ARG. */
+int kp_task_parse(const char *s, kp_task_kind *out);
+
+/* Returns "binary", "multiclass", "regression" or "multilabel". */
+const char *kp_task_name(kp_task_kind t);
+
+/* Fits model `name` with validated params; *out caller-owned (kp_model_free). */
+int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_problem *pb,
+                 const kp_matrix *X, const float *y, const kp_fit_opts *opts,
+                 kp_model **out, char *err, size_t errlen);
+
+/* Predicts X->rows * n_out values into out (caller-allocated). */
+int kp_model_predict(const kp_model *m, const kp_matrix *X, float *out, int threads,
+                     char *err, size_t errlen);
+
+/* Saves the model as a safetensors checkpoint at path (atomically). */
+int kp_model_save(const kp_model *m, const char *path, char *err, size_t errlen);
+
+/* Loads a checkpoint; if expect is non-NULL the file must be of that model
+ * type.  *out caller-owned. */
+int kp_model_load(const char *path, const kp_model_ops *expect, kp_model **out,
+                  char *err, size_t errlen);
+
+/* Returns the model's ops and problem; borrowed. */
+const kp_model_ops *kp_model_ops_of(const kp_model *m);
+const kp_problem *kp_model_problem(const kp_model *m);
+
+/* Frees the model; NULL is accepted. */
+void kp_model_free(kp_model *m);
+
+#endif
