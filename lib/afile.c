@@ -60,8 +60,10 @@ int kp_afile_open(const char *path, kp_afile **out, char *err, size_t errlen)
         kp_errf(err, errlen, rc, "%s: out of memory", path);
         goto fail;
     }
-    if ((rc = kp_mkdirs(dir, err, errlen)) < 0)
+    if ((rc = kp_mkdirs(dir, err, errlen)) < 0) {
+        kp_err_prefix(err, errlen, rc, path);
         goto fail;
+    }
     rc = KP_ERR_IO;
     int fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0 || !(a->f = fdopen(fd, "wb"))) {
@@ -162,6 +164,29 @@ int kp_write_file_atomic(const char *path, const void *data, size_t n,
     return kp_afile_commit(f, err, errlen);
 }
 
+/* Reads fd to its end into *data (capacity *cap + 1, grown as needed);
+ * sets *n; 0, or -1 with errno (ENOMEM when growth fails). */
+static int read_all(int fd, char **data, size_t *cap, size_t *n)
+{
+    for (;;) {
+        if (*n == *cap) {   /* file grew or is not regular: make room */
+            char *p = *cap < ((size_t)1 << 40) ? realloc(*data, *cap * 2 + 4097) : NULL;
+            if (!p) {
+                errno = ENOMEM;
+                return -1;
+            }
+            *data = p;
+            *cap = *cap * 2 + 4096;
+        }
+        ssize_t r = read(fd, *data + *n, *cap - *n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return (int)r;
+        *n += (size_t)r;
+    }
+}
+
 int kp_read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
     int rc = KP_ERR_IO;
@@ -169,35 +194,15 @@ int kp_read_file(const char *path, char **out, size_t *len, char *err, size_t er
     struct stat sb;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &sb) != 0) {
-        rc = kp_errf(err, errlen, KP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        kp_errf(err, errlen, rc, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
-    /* room past the size so end of file is seen without growing */
+    /* room past the size so the end of file is seen without growing */
     size_t cap = (S_ISREG(sb.st_mode) ? (size_t)sb.st_size : 0) + 4096, n = 0;
-    if (!(data = malloc(cap + 1))) {
-        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, cap);
+    if (!(data = malloc(cap + 1)) || read_all(fd, &data, &cap, &n) != 0) {
+        rc = errno == ENOMEM ? KP_ERR_NOMEM : KP_ERR_IO;
+        kp_errf(err, errlen, rc, "%s: read failed: %s", path, strerror(errno));
         goto fail;
-    }
-    for (;;) {
-        if (n == cap) {   /* file grew or is not regular: make room */
-            char *p = cap < ((size_t)1 << 40) ? realloc(data, cap * 2 + 4097) : NULL;
-            if (!p) {
-                rc = kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", path);
-                goto fail;
-            }
-            data = p;
-            cap = cap * 2 + 4096;
-        }
-        ssize_t r = read(fd, data + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = kp_errf(err, errlen, KP_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
     }
     data[n] = 0;
     *out = data;

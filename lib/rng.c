@@ -22,7 +22,7 @@ void kp_rng_seed(kp_rng *r, uint64_t seed)
 {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);   /* never all zero: splitmix64 is a bijection of distinct inputs */
+        r->s[i] = splitmix64(&x);   /* four distinct values: never all zero */
 }
 
 uint64_t kp_rng_derive(uint64_t seed, uint64_t stream)
