@@ -1,0 +1,247 @@
+/* model.c - the generic model wrapper: task names, input checks, checkpoints. */
+#include "model.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../lib/err.h"
+
+#define KP_MODEL_FORMAT "1"   /* "kpipe.format" of the checkpoints written here */
+
+struct kp_model {
+    const kp_model_ops *ops;
+    kp_problem pb;
+    void *impl;     /* owned, freed with ops->free */
+};
+
+static const char *const task_names[KP_TASK_COUNT] = {
+    [KP_TASK_BINARY] = "binary", [KP_TASK_MULTICLASS] = "multiclass",
+    [KP_TASK_REGRESSION] = "regression", [KP_TASK_MULTILABEL] = "multilabel",
+};
+
+int kp_task_parse(const char *s, kp_task_kind *out)
+{
+    for (int t = 0; t < KP_TASK_COUNT; t++)
+        if (s && strcmp(s, task_names[t]) == 0) {
+            *out = (kp_task_kind)t;
+            return 0;
+        }
+    return KP_ERR_ARG;
+}
+
+const char *kp_task_name(kp_task_kind t)
+{
+    return (unsigned)t < KP_TASK_COUNT ? task_names[t] : "unknown";
+}
+
+/* Writes the names of the tasks in mask, comma-separated, into buf. */
+static const char *task_list(unsigned mask, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int t = 0; t < KP_TASK_COUNT; t++)
+        if (mask & KP_TASK_BIT(t))
+            used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s",
+                                     used ? ", " : "", task_names[t]);
+    return buf;
+}
+
+/* Checks that pb is a valid problem that ops supports; 0 or KP_ERR_ARG. */
+static int check_problem(const kp_model_ops *ops, const kp_problem *pb, char *err, size_t errlen)
+{
+    char list[128];
+    if ((unsigned)pb->task >= KP_TASK_COUNT)
+        return kp_errf(err, errlen, KP_ERR_ARG, "unknown task %d", (int)pb->task);
+    const char *task = kp_task_name(pb->task);
+    if (!(ops->tasks & KP_TASK_BIT(pb->task)))
+        return kp_errf(err, errlen, KP_ERR_ARG, "task '%s' is not supported (only %s)", task,
+                       task_list(ops->tasks, list, sizeof list));
+    int one = pb->task == KP_TASK_BINARY || pb->task == KP_TASK_REGRESSION;
+    if ((one && pb->n_out != 1) || (pb->task == KP_TASK_MULTICLASS && pb->n_out < 2) ||
+        pb->n_out < 1)
+        return kp_errf(err, errlen, KP_ERR_ARG, "task '%s' cannot have %d outputs", task,
+                       pb->n_out);
+    return 0;
+}
+
+/* Checks X's shape and that every value is finite; 0 or KP_ERR_ARG. */
+static int check_matrix(const kp_matrix *X, char *err, size_t errlen)
+{
+    if (X->rows < 1 || X->cols < 1 || X->rows > INT_MAX || X->cols > INT_MAX)
+        return kp_errf(err, errlen, KP_ERR_ARG,
+                       "X has %lld rows and %lld columns; need 1 to %d of each",
+                       (long long)X->rows, (long long)X->cols, INT_MAX);
+    for (int64_t i = 0; i < X->rows * X->cols; i++)
+        if (!isfinite(X->data[i]))
+            return kp_errf(err, errlen, KP_ERR_ARG, "X[%lld, %lld] is %g; features must be finite",
+                           (long long)(i / X->cols), (long long)(i % X->cols), X->data[i]);
+    return 0;
+}
+
+/* Checks that every target fits the task (see model.h); 0 or KP_ERR_ARG. */
+static int check_targets(const kp_problem *pb, const float *y, int64_t rows,
+                         char *err, size_t errlen)
+{
+    int64_t n = pb->task == KP_TASK_MULTILABEL ? rows * pb->n_out : rows;
+    for (int64_t i = 0; i < n; i++) {
+        float v = y[i];
+        int ok = isfinite(v);
+        if (pb->task == KP_TASK_BINARY || pb->task == KP_TASK_MULTILABEL)
+            ok = v == 0 || v == 1;
+        else if (pb->task == KP_TASK_MULTICLASS)
+            ok = v >= 0 && v < pb->n_out && v == floorf(v);
+        if (ok)
+            continue;
+        if (pb->task == KP_TASK_MULTILABEL)
+            return kp_errf(err, errlen, KP_ERR_ARG, "y[%lld, %lld] = %g is not 0 or 1",
+                           (long long)(i / pb->n_out), (long long)(i % pb->n_out), v);
+        if (pb->task == KP_TASK_MULTICLASS)
+            return kp_errf(err, errlen, KP_ERR_ARG, "y[%lld] = %g is not a class index in [0, %d)",
+                           (long long)i, v, pb->n_out);
+        return kp_errf(err, errlen, KP_ERR_ARG, "y[%lld] = %g is not %s", (long long)i, v,
+                       pb->task == KP_TASK_BINARY ? "0 or 1" : "finite");
+    }
+    return 0;
+}
+
+int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_problem *pb,
+                 const kp_matrix *X, const float *y, const kp_fit_opts *opts,
+                 kp_model **out, char *err, size_t errlen)
+{
+    kp_fit_opts defaults = { .threads = 1 };
+    kp_params *empty = NULL;
+    kp_model *m = NULL;
+    int rc;
+    if ((rc = check_problem(ops, pb, err, errlen)) < 0 ||
+        (rc = check_matrix(X, err, errlen)) < 0 ||
+        (rc = check_targets(pb, y, X->rows, err, errlen)) < 0)
+        goto fail;
+    if (!params && !(params = empty = kp_params_create())) {
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (!(m = calloc(1, sizeof *m))) {
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    m->ops = ops;
+    m->pb = *pb;
+    if ((rc = ops->fit(params, pb, X, y, opts ? opts : &defaults, &m->impl, err, errlen)) < 0)
+        goto fail;
+    *out = m;
+    m = NULL;
+fail:
+    if (rc < 0)
+        kp_err_prefix(err, errlen, rc, ops->name);
+    kp_model_free(m);
+    kp_params_free(empty);
+    return rc;
+}
+
+int kp_model_predict(const kp_model *m, const kp_matrix *X, float *out, int threads,
+                     char *err, size_t errlen)
+{
+    int rc = m->ops->predict(m->impl, X, out, threads, err, errlen);
+    return rc < 0 ? kp_err_prefix(err, errlen, rc, m->ops->name) : 0;
+}
+
+int kp_model_save(const kp_model *m, const char *path, char *err, size_t errlen)
+{
+    char n_out[32];
+    snprintf(n_out, sizeof n_out, "%d", m->pb.n_out);
+    kp_stw *w = kp_stw_create();
+    int rc = KP_ERR_NOMEM;
+    if (!w || kp_stw_meta(w, "kpipe.model", m->ops->name) < 0 ||
+        kp_stw_meta(w, "kpipe.task", kp_task_name(m->pb.task)) < 0 ||
+        kp_stw_meta(w, "kpipe.n_out", n_out) < 0 ||
+        kp_stw_meta(w, "kpipe.format", KP_MODEL_FORMAT) < 0) {
+        kp_errf(err, errlen, rc, "%s: out of memory building the checkpoint", path);
+        goto fail;
+    }
+    if ((rc = m->ops->save(m->impl, w, err, errlen)) < 0) {
+        kp_err_prefix(err, errlen, rc, path);
+        goto fail;
+    }
+    rc = kp_stw_write(w, path, err, errlen);
+fail:
+    kp_stw_free(w);
+    return rc;
+}
+
+/* Reads the kpipe.* metadata of st into *ops and *pb; 0 or a status. */
+static int read_header(const kp_st *st, const kp_model_ops *expect, const kp_model_ops **ops,
+                       kp_problem *pb, char *err, size_t errlen)
+{
+    const char *path = kp_st_path(st), *name = kp_st_meta(st, "kpipe.model");
+    const char *task = kp_st_meta(st, "kpipe.task"), *n_out = kp_st_meta(st, "kpipe.n_out");
+    const char *format = kp_st_meta(st, "kpipe.format");
+    if (!name)
+        return kp_errf(err, errlen, KP_ERR_FORMAT,
+                       "%s: not a kpipe checkpoint (no kpipe.model metadata)", path);
+    if (expect && strcmp(name, expect->name) != 0)
+        return kp_errf(err, errlen, KP_ERR_MISMATCH,
+                       "%s: checkpoint is a '%s' model, expected '%s'", path, name, expect->name);
+    if (!(*ops = kp_model_find(name)))
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: checkpoint is of unknown model '%s'",
+                       path, name);
+    if (!format || strcmp(format, KP_MODEL_FORMAT) != 0)
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: kpipe.format is '%s', expected '%s'",
+                       path, format ? format : "(missing)", KP_MODEL_FORMAT);
+    if (kp_task_parse(task, &pb->task) < 0)
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: kpipe.task '%s' is not a task",
+                       path, task ? task : "(missing)");
+    char *end = NULL;
+    errno = 0;
+    long v = n_out ? strtol(n_out, &end, 10) : 0;
+    if (!n_out || *end || end == n_out || errno || v < 1 || v > INT_MAX)
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: kpipe.n_out '%s' is not a positive count",
+                       path, n_out ? n_out : "(missing)");
+    pb->n_out = (int)v;
+    if (check_problem(*ops, pb, err, errlen) < 0) {
+        kp_err_prefix(err, errlen, KP_ERR_FORMAT, name);
+        return kp_err_prefix(err, errlen, KP_ERR_FORMAT, path);
+    }
+    return 0;
+}
+
+int kp_model_load(const char *path, const kp_model_ops *expect, kp_model **out,
+                  char *err, size_t errlen)
+{
+    kp_st *st = NULL;
+    kp_model *m = NULL;
+    const kp_model_ops *ops = NULL;
+    kp_problem pb;
+    int rc;
+    if ((rc = kp_st_open(path, &st, err, errlen)) < 0 ||
+        (rc = read_header(st, expect, &ops, &pb, err, errlen)) < 0)
+        goto fail;
+    if (!(m = calloc(1, sizeof *m))) {
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    m->ops = ops;
+    m->pb = pb;
+    if ((rc = ops->load(st, &pb, &m->impl, err, errlen)) < 0)
+        goto fail;
+    *out = m;
+    m = NULL;
+fail:
+    kp_model_free(m);
+    kp_st_close(st);
+    return rc;
+}
+
+const kp_model_ops *kp_model_ops_of(const kp_model *m) { return m->ops; }
+
+const kp_problem *kp_model_problem(const kp_model *m) { return &m->pb; }
+
+void kp_model_free(kp_model *m)
+{
+    if (!m)
+        return;
+    if (m->impl)
+        m->ops->free(m->impl);
+    free(m);
+}
