@@ -62,7 +62,7 @@ int kp_params_has(const kp_params *p, const char *key);
 /* Returns the scalar value of key, or NULL if absent or a list; borrowed. */
 const char *kp_params_get(const kp_params *p, const char *key);
 
-/* Returns the list of key (a scalar is a list of one) in *items/*n; 0 or KP_ERR_NOTFOUND. */
+/* Returns the list of key (a scalar is a list of one) in *items and *n; 0 or KP_ERR_NOTFOUND. */
 int kp_params_get_list(const kp_params *p, const char *key, const char *const **items, int *n);
 
 /* Returns the line and column key came from (0, 0 if unknown). */

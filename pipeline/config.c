@@ -1,0 +1,445 @@
+/* config.c - loading a pipeline config: the top level, the competition block, paths. */
+#include "config_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "../lib/err.h"
+#include "../models/metric.h"
+#include "../stages/stage.h"
+
+static const kp_keyspec comp_keys[] = {
+    {"name", KP_PT_STRING, "", NULL, 0, 0, "competition name (default: the config's file name)"},
+    {"train", KP_PT_PATH, NULL, NULL, 0, 0, "training CSV"},
+    {"test", KP_PT_PATH, NULL, NULL, 0, 0, "test CSV"},
+    {"sample_submission", KP_PT_PATH, "", NULL, 0, 0, "sample submission CSV"},
+    {"id", KP_PT_STRING, NULL, NULL, 0, 0, "id column"},
+    {"target", KP_PT_LIST, NULL, NULL, 0, 0, "target column, or a list of them"},
+    {"task", KP_PT_ENUM, NULL, "binary|multiclass|regression|multilabel", 0, 0, "task kind"},
+    {"metric", KP_PT_STRING, NULL, NULL, 0, 0, "competition metric"},
+    {"beta", KP_PT_FLOAT, "1", NULL, 1e-6, 1e6, "beta of fbeta metrics"},
+    {"threshold", KP_PT_FLOAT, "0.5", NULL, 0, 1, "probability threshold of label metrics"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL}
+};
+
+static const kp_keyspec fold_keys[] = {
+    {"k", KP_PT_INT, "5", NULL, 2, 1e6, "number of folds"},
+    {"kind", KP_PT_ENUM, "stratified", "plain|stratified|group", 0, 0, "how rows are split"},
+    {"seed", KP_PT_INT, "42", NULL, 0, 9e18, "shuffling seed"},
+    {"repeats", KP_PT_INT, "1", NULL, 1, 1000, "repetitions with derived seeds"},
+    {"group", KP_PT_STRING, "", NULL, 0, 0, "group column (kind: group)"},
+    {NULL, 0, NULL, NULL, 0, 0, NULL}
+};
+
+/* ---- paths ---- */
+
+/* Rewrites an absolute path in place without ".", ".." and repeated slashes. */
+static void normalize(char *path)
+{
+    char *src = strdup(path), *save = NULL;
+    size_t n = 0;
+    if (!src)
+        return;   /* left as it is: still a valid path */
+    for (char *t = strtok_r(src, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (strcmp(t, "..") == 0) {
+            while (n > 0 && path[--n] != '/')
+                ;
+        } else if (strcmp(t, ".") != 0) {
+            size_t len = strlen(t);
+            path[n++] = '/';
+            memcpy(path + n, t, len);   /* never longer than what was read */
+            n += len;
+        }
+    }
+    if (n == 0)
+        path[n++] = '/';
+    path[n] = 0;
+    free(src);
+}
+
+int kp_config_path(const kp_config *c, const char *rel, char *out, size_t outlen)
+{
+    int n = rel[0] == '/' ? snprintf(out, outlen, "%s", rel)
+                          : snprintf(out, outlen, "%s/%s", c->dir, rel);
+    if (n < 0 || (size_t)n >= outlen)
+        return KP_ERR_ARG;
+    if (rel[0] != '/')
+        normalize(out);
+    return 0;
+}
+
+/* Sets cfg->dir to the absolute folder of cfg->path (realpath when it exists). */
+static int set_dir(kp_config *cfg)
+{
+    char buf[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(cfg->path, '/');
+    int n = slash ? snprintf(buf, sizeof buf, "%.*s", (int)(slash - cfg->path + 1), cfg->path)
+                  : snprintf(buf, sizeof buf, ".");
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return KP_ERR_ARG;
+    if (realpath(buf, real)) {
+        cfg->dir = strdup(real);
+    } else {
+        char cwd[PATH_MAX], joined[2 * PATH_MAX + 2];
+        if (buf[0] != '/' && !getcwd(cwd, sizeof cwd))
+            return KP_ERR_IO;
+        snprintf(joined, sizeof joined, "%s%s%s", buf[0] == '/' ? "" : cwd,
+                 buf[0] == '/' ? "" : "/", buf);
+        normalize(joined);
+        cfg->dir = strdup(joined);
+    }
+    return cfg->dir ? 0 : KP_ERR_NOMEM;
+}
+
+/* Returns the config's file name without folder and .yaml/.yml (heap). */
+static char *config_basename(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *b = slash ? slash + 1 : path;
+    size_t n = strlen(b);
+    if (n > 5 && strcmp(b + n - 5, ".yaml") == 0)
+        n -= 5;
+    else if (n > 4 && strcmp(b + n - 4, ".yml") == 0)
+        n -= 4;
+    return strndup(b, n);
+}
+
+/* Resolves the path param key into *out; a missing file is an error. */
+static int comp_path(kp_cfgctx *c, const kp_params *p, const char *key, char **out)
+{
+    const char *rel = kp_params_get(p, key);
+    char abs[PATH_MAX];
+    int line, col;
+    struct stat sb;
+    if (!rel || !*rel)
+        return 0;
+    kp_params_where(p, key, &line, &col);
+    if (kp_config_path(c->cfg, rel, abs, sizeof abs))
+        return kp_errf(c->err, c->errlen, KP_ERR_CONFIG, "%s:%d:%d: competition.%s: path too long",
+                       c->file, line, col, key);
+    if (stat(abs, &sb) != 0)
+        return kp_errf(c->err, c->errlen, KP_ERR_NOTFOUND,
+                       "%s:%d:%d: competition.%s: file not found: %s", c->file, line, col, key,
+                       abs);
+    if (!S_ISREG(sb.st_mode))
+        return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: competition.%s: not a regular file: %s", c->file, line, col,
+                       key, abs);
+    *out = strdup(abs);
+    return *out ? 0 : kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+}
+
+/* ---- the competition block ---- */
+
+/* Fills comp->metric after checking it is registered and fits the task. */
+static int comp_metric(kp_cfgctx *c, const kp_params *p, kp_competition *comp)
+{
+    const char *name = kp_params_get(p, "metric");
+    int line, col;
+    kp_params_where(p, "metric", &line, &col);
+    const kp_metric_ops *m = kp_metric_find(name);
+    if (!m) {
+        const char *names[64];
+        int n = kp_metric_count() < 64 ? kp_metric_count() : 64;
+        for (int i = 0; i < n; i++)
+            names[i] = kp_metric_at(i)->name;
+        const char *near = kp_suggest(name, names, n);
+        return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: competition.metric: unknown metric '%s'%s%s%s", c->file, line,
+                       col, name, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "");
+    }
+    if (!(m->tasks & KP_TASK_BIT(comp->task)))
+        return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: competition.metric: metric '%s' does not apply to %s tasks",
+                       c->file, line, col, name, kp_task_name(comp->task));
+    comp->metric = strdup(name);
+    return comp->metric ? 0 : kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+}
+
+static int comp_targets(kp_cfgctx *c, const kp_params *p, kp_competition *comp)
+{
+    const char *const *items;
+    int n, line, col;
+    kp_params_get_list(p, "target", &items, &n);
+    kp_params_where(p, "target", &line, &col);
+    if (n == 0 || !*items[0])
+        return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: competition.target: name at least one column", c->file, line, col);
+    if (!(comp->targets = calloc((size_t)n, sizeof *comp->targets)))
+        return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        if (!(comp->targets[comp->n_targets++] = strdup(items[i])))
+            return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+/* Checks that group is given exactly when kind is group. */
+static int folds_group(kp_cfgctx *c, const kp_params *p, const kp_competition *comp)
+{
+    const char *group = kp_params_get(p, "group");
+    int want = comp->folds.kind == KP_FOLDS_GROUP, has = group && *group, line, col;
+    if (want == has)
+        return 0;
+    kp_params_where(p, group ? "group" : "kind", &line, &col);
+    return kp_errf(c->err, c->errlen, KP_ERR_CONFIG, "%s:%d:%d: competition.folds.group: %s",
+                   c->file, line, col, has ? "is only used with kind: group"
+                                           : "names the group column and is required with kind: group");
+}
+
+/* Reads and checks the folds: mapping (node may be NULL: all defaults). */
+static int comp_folds(kp_cfgctx *c, const yaml_node_t *node, kp_competition *comp)
+{
+    static const char *const names[] = {"k", "kind", "seed", "repeats", "group"};
+    const char *w = "competition.folds";
+    kp_params *p = kp_params_create();
+    int rc = p ? 0 : kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+    if (!rc && node && !(rc = kp_cy_want_map(c, node, w)) &&
+        !(rc = kp_cy_check_keys(c, node, w, names, 5)))
+        rc = kp_cy_map_params(c, node, p, w, NULL);
+    if (rc || (rc = kp_params_validate(p, fold_keys, c->file, w, c->err, c->errlen)))
+        goto fail;
+    const char *kind = kp_params_get(p, "kind"), *group = kp_params_get(p, "group");
+    comp->folds.k = (int)kp_params_int(p, "k", 5);
+    comp->folds.repeats = (int)kp_params_int(p, "repeats", 1);
+    comp->folds.seed = (uint64_t)kp_params_int(p, "seed", 42);
+    comp->folds.kind = kind[0] == 'p' ? KP_FOLDS_PLAIN
+                     : kind[0] == 's' ? KP_FOLDS_STRATIFIED : KP_FOLDS_GROUP;
+    if ((rc = folds_group(c, p, comp)))
+        goto fail;
+    if (group && *group && !(comp->folds.group = strdup(group)))
+        rc = kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+fail:
+    kp_params_free(p);
+    return rc;
+}
+
+/* Collects the competition keys (all but folds) into p and validates them. */
+static int comp_params(kp_cfgctx *c, const yaml_node_t *key, const yaml_node_t *node,
+                       kp_params *p)
+{
+    const char *names[16];
+    int n = 0, rc;
+    for (; comp_keys[n].name; n++)
+        names[n] = comp_keys[n].name;
+    names[n++] = "folds";
+    if ((rc = kp_cy_want_map(c, node, "competition")) ||
+        (rc = kp_cy_check_keys(c, node, "competition", names, n)))
+        return rc;
+    if ((rc = kp_cy_map_params(c, node, p, "competition", "folds")) ||
+        (rc = kp_cy_require(c, p, comp_keys, key, "competition")))
+        return rc;
+    return kp_params_validate(p, comp_keys, c->file, "competition", c->err, c->errlen);
+}
+
+static int dup_into(kp_cfgctx *c, char **dst, const char *s)
+{
+    *dst = strdup(s);
+    return *dst ? 0 : kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+}
+
+static int load_competition(kp_cfgctx *c, const yaml_node_t *key, const yaml_node_t *node)
+{
+    kp_competition *comp = &c->cfg->comp;
+    kp_params *p = kp_params_create();
+    int rc = p ? comp_params(c, key, node, p) : kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+    if (rc)
+        goto fail;
+    const char *name = kp_params_get(p, "name");
+    char *base = name && *name ? NULL : config_basename(c->cfg->path);
+    rc = dup_into(c, &comp->name, base ? base : name ? name : "");
+    free(base);
+    if (rc || (rc = dup_into(c, &comp->id, kp_params_get(p, "id"))) ||
+        (rc = comp_path(c, p, "train", &comp->train)) ||
+        (rc = comp_path(c, p, "test", &comp->test)) ||
+        (rc = comp_path(c, p, "sample_submission", &comp->sample_submission)) ||
+        (rc = comp_targets(c, p, comp)))
+        goto fail;
+    if (kp_task_parse(kp_params_get(p, "task"), &comp->task)) {
+        rc = kp_errf(c->err, c->errlen, KP_ERR_INTERNAL, "unknown task");
+        goto fail;
+    }
+    comp->beta = kp_params_double(p, "beta", 1);
+    comp->threshold = kp_params_double(p, "threshold", 0.5);
+    if ((rc = comp_metric(c, p, comp)))
+        goto fail;
+    rc = comp_folds(c, kp_cy_get(c, node, "folds", NULL), comp);
+fail:
+    kp_params_free(p);
+    return rc;
+}
+
+/* ---- the top level ---- */
+
+static int load_run_dir(kp_cfgctx *c, const yaml_node_t *node)
+{
+    kp_config *cfg = c->cfg;
+    char abs[PATH_MAX];
+    const char *rel = kp_cy_scalar(node);
+    if (node && (!rel || !*rel))
+        return kp_cy_errat(c, node, KP_ERR_CONFIG, "run_dir: expected a folder path");
+    if (node) {
+        if (kp_config_path(cfg, rel, abs, sizeof abs))
+            return kp_cy_errat(c, node, KP_ERR_CONFIG, "run_dir: path too long");
+        normalize(abs);
+        return dup_into(c, &cfg->run_dir, abs);
+    }
+    char *base = config_basename(cfg->path);
+    int n = base ? snprintf(abs, sizeof abs, "%s/runs/%s", cfg->dir, base) : -1;
+    free(base);
+    if (n < 0 || (size_t)n >= sizeof abs)
+        return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "%s: run_dir: path too long", c->file);
+    return dup_into(c, &cfg->run_dir, abs);
+}
+
+static int set_stage_dirs(kp_cfgctx *c)
+{
+    for (int i = 0; i < c->cfg->n_stages; i++) {
+        kp_stage *st = &c->cfg->stages[i];
+        size_t n = strlen(c->cfg->run_dir) + strlen(st->name) + 2;
+        if (!(st->dir = malloc(n)))
+            return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+        snprintf(st->dir, n, "%s/%s", c->cfg->run_dir, st->name);
+    }
+    return 0;
+}
+
+static int load_root(kp_cfgctx *c)
+{
+    static const char *const top[] = {"competition", "stages", "run_dir"};
+    yaml_node_t *root = yaml_document_get_root_node(&c->doc);
+    yaml_node_t *ck, *sk;
+    int rc;
+    if (root->type != YAML_MAPPING_NODE)
+        return kp_cy_errat(c, root, KP_ERR_CONFIG,
+                           "the config must be a mapping with competition and stages");
+    if ((rc = kp_cy_check_keys(c, root, "", top, 3)))
+        return rc;
+    yaml_node_t *comp = kp_cy_get(c, root, "competition", &ck);
+    yaml_node_t *stages = kp_cy_get(c, root, "stages", &sk);
+    if (!comp || !stages)
+        return kp_cy_errat(c, root, KP_ERR_CONFIG, "missing required key '%s'",
+                           comp ? "stages" : "competition");
+    if ((rc = load_competition(c, ck, comp)) ||
+        (rc = load_run_dir(c, kp_cy_get(c, root, "run_dir", NULL))) ||
+        (rc = kp_cfg_load_stages(c, sk, stages)) || (rc = set_stage_dirs(c)))
+        return rc;
+    return kp_cfg_check_stages(c);
+}
+
+int kp_config_load_string(const char *path, const char *yaml, size_t len, kp_config **out,
+                          char *err, size_t errlen)
+{
+    kp_cfgctx c = {.file = path, .err = err, .errlen = errlen};
+    int rc = KP_ERR_NOMEM;
+    if (!(c.cfg = calloc(1, sizeof *c.cfg)) || !(c.cfg->path = strdup(path))) {
+        kp_errf(err, errlen, rc, "out of memory");
+        goto fail;
+    }
+    if ((rc = set_dir(c.cfg))) {
+        kp_errf(err, errlen, rc, "%s: cannot resolve the config's folder", path);
+        goto fail;
+    }
+    if ((rc = kp_cy_load(&c, yaml, len)) || (rc = load_root(&c)))
+        goto fail;
+    kp_cy_done(&c);
+    *out = c.cfg;
+    return 0;
+fail:
+    kp_cy_done(&c);
+    kp_config_free(c.cfg);
+    return rc;
+}
+
+int kp_config_load(const char *path, kp_config **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0;
+    if (!f)
+        return kp_errf(err, errlen, KP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *mem = open_memstream(&text, &len);
+    char chunk[8192];
+    size_t got;
+    while (mem && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, got, mem);
+    int bad = !mem || ferror(f);
+    if (mem)
+        bad |= fclose(mem) != 0;
+    fclose(f);
+    int rc = bad ? kp_errf(err, errlen, KP_ERR_IO, "%s: cannot read", path)
+                 : kp_config_load_string(path, text ? text : "", len, out, err, errlen);
+    free(text);
+    return rc;
+}
+
+/* ---- queries and cleanup ---- */
+
+int kp_config_find_stage(const kp_config *c, const char *name)
+{
+    for (int i = 0; i < c->n_stages; i++)
+        if (strcmp(c->stages[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int kp_config_competition_canonical(const kp_config *c, kp_buf *out)
+{
+    const kp_competition *m = &c->comp;
+    static const char *const kinds[] = {"plain", "stratified", "group"};
+    int bad = kp_buf_printf(out, "beta=%.17g\nfolds.group=%s\nfolds.k=%d\nfolds.kind=%s\n",
+                            m->beta, m->folds.group ? m->folds.group : "", m->folds.k,
+                            kinds[m->folds.kind]) ||
+              kp_buf_printf(out, "folds.repeats=%d\nfolds.seed=%llu\nid=%s\nmetric=%s\nname=%s\n",
+                            m->folds.repeats, (unsigned long long)m->folds.seed, m->id, m->metric,
+                            m->name) ||
+              kp_buf_printf(out, "sample_submission=%s\ntarget=[",
+                            m->sample_submission ? m->sample_submission : "");
+    for (int i = 0; !bad && i < m->n_targets; i++)
+        bad = kp_buf_printf(out, "%s%s", i ? "," : "", m->targets[i]);
+    bad = bad || kp_buf_printf(out, "]\ntask=%s\ntest=%s\nthreshold=%.17g\ntrain=%s\n",
+                               kp_task_name(m->task), m->test ? m->test : "", m->threshold,
+                               m->train ? m->train : "");
+    return bad ? KP_ERR_NOMEM : 0;
+}
+
+static void free_stage(kp_stage *st)
+{
+    if (st->state && st->ops && st->ops->free_state)
+        st->ops->free_state(st);
+    free(st->name);
+    free(st->base);
+    free(st->type);
+    free(st->needs);
+    kp_params_free(st->opts);
+    kp_params_free(st->params);
+    free(st->dir);
+}
+
+void kp_config_free(kp_config *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_stages; i++)
+        free_stage(&c->stages[i]);
+    free(c->stages);
+    kp_competition *m = &c->comp;
+    free(m->name);
+    free(m->train);
+    free(m->test);
+    free(m->sample_submission);
+    free(m->id);
+    for (int i = 0; i < m->n_targets; i++)
+        free(m->targets[i]);
+    free(m->targets);
+    free(m->metric);
+    free(m->folds.group);
+    free(c->path);
+    free(c->dir);
+    free(c->run_dir);
+    free(c);
+}

@@ -1,0 +1,432 @@
+/* test_config.c - the YAML config loader and the params it fills. */
+#include "kp_test.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../pipeline/config.h"
+#include "../stages/stage.h"
+#include "../lib/err.h"
+
+/* A valid competition block of 7 lines: in configs built on it, `stages:` is line 8. */
+#define COMP "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n" \
+             "  target: y\n  task: binary\n  metric: auc\n"
+
+/* Stages that pass the real stage types' checks: a dataset and folds. */
+#define PREP_FOLDS "  prep: {type: preprocess, standardize: true}\n" \
+                   "  folds: {type: folds, needs: [prep]}\n"
+
+/* Returns a fresh folder holding train.csv and test.csv (heap path). */
+static char *fixture_dir(void)
+{
+    char *dir = kp_test_tmpdir();
+    assert_non_null(dir);
+    free(kp_test_write(dir, "train.csv", "id,x,y\n1,0.5,0\n2,1.5,1\n3,0.2,0\n4,2.5,1\n"
+                                         "5,0.1,0\n6,1.9,1\n7,0.3,0\n8,2.2,1\n"));
+    free(kp_test_write(dir, "test.csv", "id,x\n9,1.0\n10,0.4\n"));
+    return dir;
+}
+
+/* Loads yaml as DIR/c.yaml from a fresh fixture folder; returns the status. */
+static int load(const char *yaml, kp_config **cfg, char *err)
+{
+    char *dir = fixture_dir();
+    char *path = kp_test_join(dir, "c.yaml");
+    int rc = kp_config_load_string(path, yaml, strlen(yaml), cfg, err, KP_ERRLEN);
+    free(path);
+    free(dir);
+    return rc;
+}
+
+/* Fails the test with the loader's message unless rc is 0. */
+#define assert_loaded(rc, err) \
+    do { if ((rc) != 0) fail_msg("load failed with %d: %s", (rc), (err)); } while (0)
+
+/* ---- bad configs: status and message (with FILE:LINE:COL) ---- */
+
+typedef struct bad_case {
+    const char *what, *yaml;
+    int status;
+    const char *msg;
+} bad_case;
+
+static const bad_case bad_cases[] = {
+    {"unknown top-level key", COMP "stagse:\n" PREP_FOLDS, KP_ERR_CONFIG,
+     "c.yaml:8:1: unknown key 'stagse' (did you mean 'stages'?)"},
+    {"unknown competition key",
+     "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binary\n  metirc: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:7:3: competition: unknown key 'metirc' (did you mean 'metric'?)"},
+    {"unknown folds key", COMP "  folds: {kk: 3}\nstages:\n" PREP_FOLDS, KP_ERR_CONFIG,
+     "c.yaml:8:11: competition.folds: unknown key 'kk' (did you mean 'k'?)"},
+    {"unknown stage key", COMP "stages:\n  prep:\n    type: preprocess\n    standardise: true\n",
+     KP_ERR_CONFIG, "c.yaml:11:5: stages.prep: unknown key 'standardise' (did you mean 'standardize'?)"},
+    {"k not a number", COMP "  folds: {k: five}\nstages:\n" PREP_FOLDS, KP_ERR_CONFIG,
+     "c.yaml:8:14: competition.folds.k: expected a whole number, got 'five'"},
+    {"k below its minimum", COMP "  folds: {k: 1}\nstages:\n" PREP_FOLDS, KP_ERR_CONFIG,
+     "c.yaml:8:14: competition.folds.k: 1 is below the minimum 2"},
+    {"bool stage key not a bool", COMP "stages:\n  prep: {type: preprocess, standardize: maybe}\n",
+     KP_ERR_CONFIG, "c.yaml:9:41: stages.prep.standardize: expected true or false, got 'maybe'"},
+    {"unknown task",
+     "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binery\n  metric: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:6:9: competition.task: 'binery' is not one of "
+                    "binary|multiclass|regression|multilabel (did you mean 'binary'?)"},
+    {"unknown metric",
+     "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binary\n  metric: acu\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:7:11: competition.metric: unknown metric 'acu' (did you mean 'auc'?)"},
+    {"metric not for the task",
+     "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binary\n  metric: rmse\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:7:11: competition.metric: metric 'rmse' does not apply to binary tasks"},
+    {"missing competition key",
+     "competition:\n  train: train.csv\n  test: test.csv\n  target: y\n"
+     "  task: binary\n  metric: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:1:1: competition: missing required key 'id'"},
+    {"missing stages", COMP, KP_ERR_CONFIG, "c.yaml:1:1: missing required key 'stages'"},
+    {"missing stage type", COMP "stages:\n  prep: {standardize: true}\n", KP_ERR_CONFIG,
+     "c.yaml:9:3: stages.prep: missing required key 'type'"},
+    {"missing stage key", COMP "stages:\n" PREP_FOLDS "  m: {type: train, needs: [prep, folds]}\n",
+     KP_ERR_CONFIG, "c.yaml:11:3: stages.m: missing required key 'model'"},
+    {"missing train file",
+     "competition:\n  train: nope.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binary\n  metric: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_NOTFOUND, "c.yaml:2:10: competition.train: file not found: /"},
+    {"unknown stage type", COMP "stages:\n  m: {type: trian, model: logistic}\n", KP_ERR_CONFIG,
+     "c.yaml:9:13: stages.m.type: unknown stage type 'trian' (did you mean 'train'?)"},
+    {"unknown need", COMP "stages:\n  prep: {type: preprocess}\n  folds: {type: folds, needs: [perp]}\n",
+     KP_ERR_CONFIG, "c.yaml:10:32: stages.folds.needs: unknown stage 'perp' (did you mean 'prep'?)"},
+    {"duplicate key",
+     "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  id: other\n  target: y\n"
+     "  task: binary\n  metric: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:5:3: competition: duplicate key 'id' (first at 4:3)"},
+    {"duplicate param key", COMP "stages:\n  lr:\n    type: train\n    model: logistic\n"
+     "    params: {C: 1, C: 2}\n", KP_ERR_CONFIG,
+     "c.yaml:12:20: stages.lr.params: duplicate key 'C' (first at 12:14)"},
+    {"YAML syntax error", "competition: [a, b\nstages: {}\n", KP_ERR_CONFIG,
+     "c.yaml:2:7: YAML error: did not find expected ',' or ']'"},
+    {"cycle of two", COMP "stages:\n  a: {type: command, run: x, outs: [o], needs: [b]}\n"
+     "  b: {type: command, run: x, outs: [o], needs: [a]}\n", KP_ERR_CYCLE,
+     "c.yaml:9:3: stages: cycle: a -> b -> a"},
+    {"cycle of three", COMP "stages:\n  a: {type: command, run: x, outs: [o], needs: [c]}\n"
+     "  b: {type: command, run: x, outs: [o], needs: [a]}\n  c: {type: command, run: x, outs: [o], needs: [b]}\n",
+     KP_ERR_CYCLE, "c.yaml:9:3: stages: cycle: a -> c -> b -> a"},
+    {"stage needing itself", COMP "stages:\n  z: {type: command, run: x, outs: [o]}\n"
+     "  a: {type: command, run: x, outs: [o], needs: [z, a]}\n", KP_ERR_CYCLE,
+     "c.yaml:10:3: stages: cycle: a -> a"},
+    {"group folds without a group column", COMP "  folds: {kind: group}\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:8:17: competition.folds.group: names the group column and is "
+                    "required with kind: group"},
+    {"group column without kind group", COMP "  folds: {group: g}\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:8:18: competition.folds.group: is only used with kind: group"},
+    {"matrix value not a list", COMP "stages:\n  lr: {type: train, model: logistic, matrix: {C: 1}}\n",
+     KP_ERR_CONFIG, "c.yaml:9:50: stages.lr.matrix.C: expected a non-empty list of values"},
+    {"matrix key also set", COMP "stages:\n  lr:\n    type: train\n    model: logistic\n"
+     "    params: {C: 1}\n    matrix: {C: [1, 2]}\n", KP_ERR_CONFIG,
+     "c.yaml:13:14: stages.lr.matrix: 'C' is also set outside the matrix"},
+    {"bad stage name", COMP "stages:\n  'a b': {type: folds}\n", KP_ERR_CONFIG,
+     "c.yaml:9:3: stages: bad stage name 'a b'"},
+    {"stage not a mapping", COMP "stages:\n  prep: preprocess\n", KP_ERR_CONFIG,
+     "c.yaml:9:9: stages.prep: expected a mapping"},
+    {"root not a mapping", "- competition\n- stages\n", KP_ERR_CONFIG,
+     "c.yaml:1:1: the config must be a mapping"},
+};
+
+static void test_config_bad_configs_fail_with_status_and_located_message(void **state)
+{
+    (void)state;
+    int failed = 0;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const bad_case *bc = &bad_cases[i];
+        kp_config *sentinel = (kp_config *)&bad_cases[i], *cfg = sentinel;
+        char err[KP_ERRLEN] = "";
+        int rc = load(bc->yaml, &cfg, err);
+        if (rc != bc->status || !strstr(err, bc->msg) || cfg != sentinel) {
+            print_error("case '%s': status %d (want %d)%s, message\n  %s\nwant it to contain\n  %s\n",
+                        bc->what, rc, bc->status, cfg != sentinel ? ", output touched" : "", err,
+                        bc->msg);
+            failed++;
+        }
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* ---- good configs ---- */
+
+static void test_config_matrix_expands_in_key_order_last_key_fastest(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n" PREP_FOLDS
+                  "  lr:\n    type: train\n    needs: [prep, folds]\n    model: logistic\n"
+                  "    matrix: {C: [0.10, 1], seed: [1, 2]}\n", &cfg, err);
+    assert_loaded(rc, err);
+    static const char *const names[] = {"lr/C=0.10,seed=1", "lr/C=0.10,seed=2",
+                                        "lr/C=1,seed=1", "lr/C=1,seed=2"};
+    assert_int_equal(cfg->n_stages, 6);
+    for (int i = 0; i < 4; i++) {
+        const kp_stage *st = &cfg->stages[2 + i];
+        assert_string_equal(st->name, names[i]);
+        assert_string_equal(st->base, "lr");
+        assert_string_equal(st->type, "train");
+        /* C is not a train key, so it is a model param; seed is a train key. */
+        assert_string_equal(kp_params_get(st->params, "C"), i < 2 ? "0.10" : "1");
+        assert_false(kp_params_has(st->opts, "C"));
+        assert_int_equal(kp_params_int(st->opts, "seed", -1), i % 2 + 1);
+        assert_false(kp_params_has(st->params, "seed"));
+        assert_int_equal(st->n_needs, 2);
+        assert_int_equal(st->needs[0], 0);
+        assert_int_equal(st->needs[1], 1);
+    }
+    assert_int_equal(kp_config_find_stage(cfg, "lr/C=1,seed=2"), 5);
+    assert_int_equal(kp_config_find_stage(cfg, "lr"), -1);
+    kp_config_free(cfg);
+}
+
+static void test_config_needs_on_matrix_base_names_every_expansion(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n" PREP_FOLDS
+                  "  lr:\n    type: train\n    needs: [prep, folds]\n    model: logistic\n"
+                  "    matrix: {C: [0.1, 1, 10]}\n"
+                  "  one: {type: command, run: 'true', outs: [o], needs: ['lr/C=10']}\n"
+                  "  all: {type: command, run: 'true', outs: [o], needs: [lr, one, lr]}\n", &cfg, err);
+    assert_loaded(rc, err);
+    int all = kp_config_find_stage(cfg, "all"), one = kp_config_find_stage(cfg, "one");
+    assert_int_equal(cfg->stages[one].n_needs, 1);
+    assert_int_equal(cfg->stages[one].needs[0], kp_config_find_stage(cfg, "lr/C=10"));
+    assert_int_equal(cfg->stages[all].n_needs, 4);   /* the repeated lr is listed once */
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(cfg->stages[cfg->stages[all].needs[i]].base, "lr");
+    assert_int_equal(cfg->stages[all].needs[3], one);
+    kp_config_free(cfg);
+}
+
+static void test_config_paths_resolve_against_the_config_folder(void **state)
+{
+    (void)state;
+    char *dir = kp_test_tmpdir(), real[PATH_MAX], want[PATH_MAX + 64];
+    assert_non_null(realpath(dir, real));
+    free(kp_test_write(dir, "data/train.csv", "id,y\n1,0\n2,1\n3,0\n4,1\n"));
+    free(kp_test_write(dir, "data/test.csv", "id\n5\n"));
+    char *path = kp_test_write(dir, "cfg/my.yml",
+        "competition:\n  train: ../data/train.csv\n  test: ./../data//test.csv\n  id: id\n"
+        "  target: y\n  task: binary\n  metric: auc\nstages:\n  prep: {type: preprocess}\n");
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = kp_config_load(path, &cfg, err, sizeof err);
+    assert_loaded(rc, err);
+    snprintf(want, sizeof want, "%s/cfg", real);
+    assert_string_equal(cfg->dir, want);
+    snprintf(want, sizeof want, "%s/data/train.csv", real);
+    assert_string_equal(cfg->comp.train, want);
+    snprintf(want, sizeof want, "%s/data/test.csv", real);
+    assert_string_equal(cfg->comp.test, want);
+    snprintf(want, sizeof want, "%s/cfg/runs/my", real);
+    assert_string_equal(cfg->run_dir, want);
+    snprintf(want, sizeof want, "%s/cfg/runs/my/prep", real);
+    assert_string_equal(cfg->stages[0].dir, want);
+    char out[PATH_MAX];
+    assert_int_equal(kp_config_path(cfg, "/abs/x.csv", out, sizeof out), 0);
+    assert_string_equal(out, "/abs/x.csv");
+    kp_config_free(cfg);
+    free(path);
+    free(dir);
+}
+
+static void test_config_run_dir_is_relative_to_the_config_folder(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "", want[PATH_MAX + 64];
+    int rc = load(COMP "run_dir: out/../runs2\nstages:\n  prep: {type: preprocess}\n", &cfg, err);
+    assert_loaded(rc, err);
+    snprintf(want, sizeof want, "%s/runs2", cfg->dir);
+    assert_string_equal(cfg->run_dir, want);
+    kp_config_free(cfg);
+}
+
+static void test_config_defaults_are_filled(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n" PREP_FOLDS
+                  "  lr: {type: train, needs: [prep, folds], model: logistic}\n", &cfg, err);
+    assert_loaded(rc, err);
+    const kp_competition *m = &cfg->comp;
+    assert_string_equal(m->name, "c");              /* the config's file name */
+    assert_int_equal(m->folds.k, 5);
+    assert_int_equal(m->folds.kind, KP_FOLDS_STRATIFIED);
+    assert_int_equal(m->folds.seed, 42);
+    assert_int_equal(m->folds.repeats, 1);
+    assert_null(m->folds.group);
+    assert_null(m->sample_submission);
+    assert_true(m->beta == 1.0 && m->threshold == 0.5);
+    assert_int_equal(m->task, KP_TASK_BINARY);
+    assert_string_equal(m->metric, "auc");
+    assert_int_equal(m->n_targets, 1);
+    assert_string_equal(m->targets[0], "y");
+    const kp_stage *lr = &cfg->stages[kp_config_find_stage(cfg, "lr")];
+    assert_string_equal(kp_params_get(lr->opts, "seed"), "0");  /* train's seed default */
+    kp_config_free(cfg);
+}
+
+static void test_config_competition_values_are_read(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load("competition:\n  name: comp\n  train: train.csv\n  test: test.csv\n"
+                  "  sample_submission: test.csv\n  id: id\n  target: [x, y]\n"
+                  "  task: multilabel\n  metric: auc\n  beta: 2\n  threshold: 0.3\n"
+                  "  folds: {k: 3, kind: group, group: x, seed: 7, repeats: 2}\n"
+                  "stages:\n  prep: {type: preprocess}\n", &cfg, err);
+    assert_loaded(rc, err);
+    const kp_competition *m = &cfg->comp;
+    assert_string_equal(m->name, "comp");
+    assert_non_null(strstr(m->sample_submission, "/test.csv"));
+    assert_int_equal(m->n_targets, 2);
+    assert_string_equal(m->targets[1], "y");
+    assert_int_equal(m->task, KP_TASK_MULTILABEL);
+    assert_true(m->beta == 2.0 && m->threshold == 0.3);
+    assert_int_equal(m->folds.k, 3);
+    assert_int_equal(m->folds.kind, KP_FOLDS_GROUP);
+    assert_string_equal(m->folds.group, "x");
+    assert_int_equal(m->folds.seed, 7);
+    assert_int_equal(m->folds.repeats, 2);
+    kp_config_free(cfg);
+}
+
+static void test_config_competition_canonical_changes_with_folds(void **state)
+{
+    (void)state;
+    kp_config *a = NULL, *b = NULL;
+    char err[KP_ERRLEN] = "";
+    assert_loaded(load(COMP "stages:\n  prep: {type: preprocess}\n", &a, err), err);
+    assert_loaded(load(COMP "  folds: {k: 4}\nstages:\n  prep: {type: preprocess}\n", &b, err), err);
+    kp_buf x, y;
+    kp_buf_init(&x, 0);
+    kp_buf_init(&y, 0);
+    assert_int_equal(kp_config_competition_canonical(a, &x), 0);
+    assert_int_equal(kp_config_competition_canonical(b, &y), 0);
+    assert_non_null(strstr(kp_buf_str(&x), "\nfolds.k=5\nfolds.kind=stratified\n"));
+    assert_non_null(strstr(kp_buf_str(&x), "\ntarget=[y]\ntask=binary\n"));
+    assert_non_null(strstr(kp_buf_str(&y), "\nfolds.k=4\n"));
+    kp_buf_free(&x);
+    kp_buf_free(&y);
+    kp_config_free(a);
+    kp_config_free(b);
+}
+
+static void test_config_missing_file_is_an_io_error(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_config_load("/nonexistent/kp.yaml", &cfg, err, sizeof err), KP_ERR_IO);
+    assert_non_null(strstr(err, "/nonexistent/kp.yaml: cannot open"));
+    assert_null(cfg);
+}
+
+/* ---- params ---- */
+
+static void test_config_suggest_finds_near_typos_only(void **state)
+{
+    (void)state;
+    static const char *const words[] = {"stages", "competition", "run_dir"};
+    assert_string_equal(kp_suggest("stagse", words, 3), "stages");
+    assert_string_equal(kp_suggest("competiton", words, 3), "competition");
+    assert_null(kp_suggest("model", words, 3));
+}
+
+static const kp_keyspec spec[] = {
+    {"n", KP_PT_INT, "3", NULL, 1, 10, ""},
+    {"mode", KP_PT_ENUM, "fast", "fast|slow", 0, 0, ""},
+    {"cols", KP_PT_LIST, "", NULL, 0, 0, ""},
+    {"name", KP_PT_STRING, NULL, NULL, 0, 0, ""},
+    {NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static void test_config_params_validate_fills_defaults_and_keeps_given(void **state)
+{
+    (void)state;
+    kp_params *p = kp_params_create();
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_params_set(p, "name", "x", 2, 3), 0);
+    assert_int_equal(kp_params_set(p, "n", "7", 3, 3), 0);
+    assert_int_equal(kp_params_validate(p, spec, "f.yaml", "blk", err, sizeof err), 0);
+    assert_int_equal(kp_params_int(p, "n", 0), 7);
+    assert_string_equal(kp_params_str(p, "mode", NULL), "fast");
+    assert_false(kp_params_has(p, "cols"));         /* "" default: stays absent */
+    int line, col;
+    kp_params_where(p, "n", &line, &col);
+    assert_true(line == 3 && col == 3);
+    kp_params_free(p);
+}
+
+static void test_config_params_validate_names_file_place_and_key(void **state)
+{
+    (void)state;
+    kp_params *p = kp_params_create();
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_params_set(p, "name", "x", 1, 1), 0);
+    assert_int_equal(kp_params_set(p, "mode", "slwo", 4, 9), 0);
+    assert_int_equal(kp_params_validate(p, spec, "f.yaml", "blk", err, sizeof err), KP_ERR_CONFIG);
+    assert_string_equal(err, "f.yaml:4:9: blk.mode: 'slwo' is not one of fast|slow "
+                             "(did you mean 'slow'?)");
+    kp_params_free(p);
+    p = kp_params_create();
+    assert_int_equal(kp_params_set(p, "nn", "1", 5, 2), 0);
+    assert_int_equal(kp_params_validate(p, spec, "f.yaml", "blk", err, sizeof err), KP_ERR_CONFIG);
+    assert_string_equal(err, "f.yaml:5:2: blk: unknown key 'nn' (did you mean 'n'?)");
+    kp_params_free(p);
+}
+
+static void test_config_params_list_and_canonical_sorted(void **state)
+{
+    (void)state;
+    kp_params *p = kp_params_create();
+    const char *const items[] = {"a", "b,c"};
+    const char *const *got;
+    int n;
+    assert_int_equal(kp_params_set(p, "z", "1", 0, 0), 0);
+    assert_int_equal(kp_params_set_list(p, "cols", items, 2, 0, 0), 0);
+    assert_int_equal(kp_params_set(p, "one", "x", 0, 0), 0);
+    assert_int_equal(kp_params_get_list(p, "one", &got, &n), 0);
+    assert_true(n == 1 && strcmp(got[0], "x") == 0);
+    assert_null(kp_params_get(p, "cols"));
+    kp_params *c = kp_params_clone(p);
+    kp_params_free(p);
+    kp_buf b;
+    kp_buf_init(&b, 0);
+    assert_int_equal(kp_params_canonical(c, &b), 0);
+    assert_string_equal(kp_buf_str(&b), "cols=[a,b\\,c]\none=x\nz=1\n");
+    kp_buf_free(&b);
+    kp_params_free(c);
+}
+
+KP_TEST_GROUP(config)
+{
+    const struct CMUnitTest t[] = {
+        cmocka_unit_test(test_config_bad_configs_fail_with_status_and_located_message),
+        cmocka_unit_test(test_config_matrix_expands_in_key_order_last_key_fastest),
+        cmocka_unit_test(test_config_needs_on_matrix_base_names_every_expansion),
+        cmocka_unit_test(test_config_paths_resolve_against_the_config_folder),
+        cmocka_unit_test(test_config_run_dir_is_relative_to_the_config_folder),
+        cmocka_unit_test(test_config_defaults_are_filled),
+        cmocka_unit_test(test_config_competition_values_are_read),
+        cmocka_unit_test(test_config_competition_canonical_changes_with_folds),
+        cmocka_unit_test(test_config_missing_file_is_an_io_error),
+        cmocka_unit_test(test_config_suggest_finds_near_typos_only),
+        cmocka_unit_test(test_config_params_validate_fills_defaults_and_keeps_given),
+        cmocka_unit_test(test_config_params_validate_names_file_place_and_key),
+        cmocka_unit_test(test_config_params_list_and_canonical_sorted),
+    };
+    return KP_RUN(config, t);
+}
