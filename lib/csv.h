@@ -37,6 +37,10 @@ long kp_csv_find(const kp_csv *t, const char *name);
 /* Returns the field at data row r, column c (NUL-terminated); borrowed from t. */
 const char *kp_csv_get(const kp_csv *t, size_t r, size_t c);
 
+/* Returns the 1-based file line on which data row r starts (0 if r is out of
+ * range); differs from r + 2 after blank lines or fields holding newlines. */
+size_t kp_csv_line(const kp_csv *t, size_t r);
+
 /* Returns the file name given at read time; borrowed from t. */
 const char *kp_csv_name(const kp_csv *t);
 

@@ -107,6 +107,8 @@ typedef struct kp_preds_out {
     const double *fold_scores; int n_folds;
     double oof_score;
     const float *thresholds;       /* n_out or NULL */
+    const char *const *extra_meta; /* NULL, or {key, value, ..., NULL}: more metadata
+                                      (e.g. a blend's "weights"), written as given */
 } kp_preds_out;
 
 /* Opens and checks a preds artifact; *out caller-owned. */
