@@ -28,7 +28,8 @@ static const kp_keyspec comp_keys[] = {
 
 static const kp_keyspec fold_keys[] = {
     {"k", KP_PT_INT, "5", NULL, 2, 1e6, "number of folds"},
-    {"kind", KP_PT_ENUM, "stratified", "plain|stratified|group", 0, 0, "how rows are split"},
+    {"kind", KP_PT_ENUM, "", "plain|stratified|group", 0, 0,
+     "how rows are split (default: stratified for binary/multiclass, else plain)"},
     {"seed", KP_PT_INT, "42", NULL, 0, 9e18, "shuffling seed"},
     {"repeats", KP_PT_INT, "1", NULL, 1, 1000, "repetitions with derived seeds"},
     {"group", KP_PT_STRING, "", NULL, 0, 0, "group column (kind: group)"},
@@ -207,6 +208,9 @@ static int comp_folds(kp_cfgctx *c, const yaml_node_t *node, kp_competition *com
     comp->folds.k = (int)kp_params_int(p, "k", 5);
     comp->folds.repeats = (int)kp_params_int(p, "repeats", 1);
     comp->folds.seed = (uint64_t)kp_params_int(p, "seed", 42);
+    if (!kind || !*kind) /* stratify where there are classes to stratify on */
+        kind = comp->task == KP_TASK_BINARY || comp->task == KP_TASK_MULTICLASS ? "stratified"
+                                                                                : "plain";
     comp->folds.kind = kind[0] == 'p' ? KP_FOLDS_PLAIN
                      : kind[0] == 's' ? KP_FOLDS_STRATIFIED : KP_FOLDS_GROUP;
     if ((rc = folds_group(c, p, comp)))
@@ -397,13 +401,13 @@ int kp_config_competition_canonical(const kp_config *c, kp_buf *out)
               kp_buf_printf(out, "folds.repeats=%d\nfolds.seed=%llu\nid=%s\nmetric=%s\nname=%s\n",
                             m->folds.repeats, (unsigned long long)m->folds.seed, m->id, m->metric,
                             m->name) ||
-              kp_buf_printf(out, "sample_submission=%s\ntarget=[",
-                            m->sample_submission ? m->sample_submission : "");
+              kp_buf_adds(out, "target=[");
     for (int i = 0; !bad && i < m->n_targets; i++)
         bad = kp_buf_printf(out, "%s%s", i ? "," : "", m->targets[i]);
-    bad = bad || kp_buf_printf(out, "]\ntask=%s\ntest=%s\nthreshold=%.17g\ntrain=%s\n",
-                               kp_task_name(m->task), m->test ? m->test : "", m->threshold,
-                               m->train ? m->train : "");
+    /* No paths: the files are inputs of the tasks that read them and are
+     * hashed by content, so moving a checkout keeps its cache. */
+    bad = bad || kp_buf_printf(out, "]\ntask=%s\nthreshold=%.17g\n",
+                               kp_task_name(m->task), m->threshold);
     return bad ? KP_ERR_NOMEM : 0;
 }
 
