@@ -54,7 +54,7 @@ void kp_params_free(kp_params *p)
 
 static kp_pval *find(const kp_params *p, const char *key)
 {
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; p && i < p->n; i++)
         if (strcmp(p->v[i].key, key) == 0)
             return &p->v[i];
     return NULL;

@@ -21,6 +21,9 @@
 static const char *const default_na[] = {"", "NA", "NaN", "nan", "NULL", "null", "?"};
 
 static const kp_keyspec preprocess_keys[] = {
+    {"train", KP_PT_PATH, "", NULL, 0, 0,
+     "train CSV to read instead of competition.train (e.g. a command stage's output)"},
+    {"test", KP_PT_PATH, "", NULL, 0, 0, "test CSV to read instead of competition.test"},
     {"categorical", KP_PT_ENUM, "onehot", "onehot|ordinal", 0, 0,
      "how categorical columns become numbers: onehot (0/1 per category) or ordinal (index)"},
     {"max_onehot", KP_PT_INT, "32", NULL, 0, 1e9,
@@ -557,10 +560,26 @@ static int prep_outputs(const kp_stage *st, const kp_config *cfg, int part, kp_b
     return kp_buf_printf(out, "%s\n", path);
 }
 
+/* Resolves the CSV the stage reads for `key` ("train" or "test") into out:
+ * the stage's own key if set (relative to the config), else the competition's. */
+static int prep_source(const kp_stage *st, const kp_config *cfg, const char *key, char *out,
+                       size_t outlen)
+{
+    const char *own = kp_params_get(st->opts, key);
+    if (own && *own)
+        return kp_config_path(cfg, own, out, outlen);
+    const char *comp = strcmp(key, "train") == 0 ? cfg->comp.train : cfg->comp.test;
+    int n = snprintf(out, outlen, "%s", comp ? comp : "");
+    return n < 0 || (size_t)n >= outlen ? KP_ERR_ARG : 0;
+}
+
 static int prep_inputs(const kp_stage *st, const kp_config *cfg, kp_buf *out)
 {
-    (void)st;
-    return kp_buf_printf(out, "%s\n%s\n", cfg->comp.train, cfg->comp.test);
+    char train[4096], test[4096];
+    int rc = prep_source(st, cfg, "train", train, sizeof train);
+    if (rc || (rc = prep_source(st, cfg, "test", test, sizeof test)))
+        return rc;
+    return kp_buf_printf(out, "%s\n%s\n", train, test);
 }
 
 /* Checks at load time that the task fits the number of target columns. */
@@ -576,10 +595,15 @@ static int prep_check(kp_stage *st, const kp_config *cfg, char *err, size_t errl
 
 static int prep_run(const kp_task_ctx *ctx, char *err, size_t errlen)
 {
-    char path[4096];
-    if (kp_stage_artifact_path(ctx->stage, path, sizeof path) < 0)
+    char path[4096], train[4096], test[4096];
+    kp_competition comp = ctx->cfg->comp;   /* shallow: only train/test are replaced */
+    if (kp_stage_artifact_path(ctx->stage, path, sizeof path) < 0 ||
+        prep_source(ctx->stage, ctx->cfg, "train", train, sizeof train) < 0 ||
+        prep_source(ctx->stage, ctx->cfg, "test", test, sizeof test) < 0)
         return kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", ctx->stage->name);
-    return kp_preprocess_build(&ctx->cfg->comp, ctx->stage->opts, path, ctx->log, err, errlen);
+    comp.train = train;
+    comp.test = test;
+    return kp_preprocess_build(&comp, ctx->stage->opts, path, ctx->log, err, errlen);
 }
 
 const kp_stage_ops kp_stage_preprocess = {

@@ -441,10 +441,10 @@ static void test_preprocess_stage_type_keys_inputs_outputs(void **state)
     (void)state;
     assert_string_equal(kp_stage_preprocess.name, "preprocess");
     assert_int_equal(kp_stage_preprocess.output, KP_ART_DATASET);
-    const char *want[] = {"categorical", "max_onehot", "impute", "fill_value",
+    const char *want[] = {"train", "test", "categorical", "max_onehot", "impute", "fill_value",
                           "missing_indicator", "standardize", "drop", "na_values"};
-    assert_int_equal(kp_keyspec_count(kp_stage_preprocess.keys), 8);
-    for (int i = 0; i < 8; i++) {
+    assert_int_equal(kp_keyspec_count(kp_stage_preprocess.keys), 10);
+    for (int i = 0; i < 10; i++) {
         assert_string_equal(kp_stage_preprocess.keys[i].name, want[i]);
         assert_non_null(kp_stage_preprocess.keys[i].doc);
     }
@@ -458,6 +458,22 @@ static void test_preprocess_stage_type_keys_inputs_outputs(void **state)
     assert_int_equal(kp_stage_preprocess.inputs(&st, &cfg, &b), 0);
     assert_string_equal(kp_buf_str(&b), "/d/train.csv\n/d/test.csv\n");
     kp_buf_free(&b);
+}
+
+static void test_preprocess_train_and_test_keys_replace_the_competition_csvs(void **state)
+{
+    (void)state;
+    kp_params *opts = kp_params_create();
+    assert_int_equal(kp_params_set(opts, "train", "runs/d/fe/train.csv", 5, 12), 0);
+    kp_stage st = {.name = "prep", .dir = "/c/runs/d/prep", .ops = &kp_stage_preprocess,
+                   .opts = opts};
+    kp_config cfg = {.dir = "/c", .comp = {.train = "/d/train.csv", .test = "/d/test.csv"}};
+    kp_buf b;
+    kp_buf_init(&b, 0);
+    assert_int_equal(kp_stage_preprocess.inputs(&st, &cfg, &b), 0);
+    assert_string_equal(kp_buf_str(&b), "/c/runs/d/fe/train.csv\n/d/test.csv\n");
+    kp_buf_free(&b);
+    kp_params_free(opts);
 }
 
 static void test_preprocess_check_refuses_several_targets_unless_multilabel(void **state)
@@ -587,6 +603,7 @@ KP_TEST_GROUP(preprocess)
         cmocka_unit_test(test_preprocess_errors_name_file_row_and_column),
         cmocka_unit_test(test_preprocess_unknown_drop_column_suggests_nearest),
         cmocka_unit_test(test_preprocess_stage_type_keys_inputs_outputs),
+        cmocka_unit_test(test_preprocess_train_and_test_keys_replace_the_competition_csvs),
         cmocka_unit_test(test_preprocess_check_refuses_several_targets_unless_multilabel),
         cmocka_unit_test(test_preprocess_validated_defaults_match_unvalidated),
         cmocka_unit_test(test_preprocess_dataset_open_refuses_inconsistent_files),

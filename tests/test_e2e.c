@@ -1,0 +1,266 @@
+/* test_e2e.c - the kpipe binary end to end on the bundled demo competition.
+ *
+ * Each test copies configs/demo.yaml and data/demo into a fresh temporary
+ * tree (so runs never touch the repository) and drives ./build/kpipe.
+ */
+#include "kp_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../lib/csv.h"
+#include "../lib/err.h"
+
+/* Makes TMP/{configs,data,submissions} from the repository; returns TMP (heap). */
+static char *demo_tree(void)
+{
+    char *dir = kp_test_tmpdir();
+    assert_non_null(dir);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/submissions' && cp -r '%s/configs' '%s/data' '%s/' && "
+             "rm -rf '%s/configs/runs'",
+             dir, kp_test_root(), kp_test_root(), dir, dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    return dir;
+}
+
+/* Returns the number of lines of a text. */
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Runs "kpipe ARGS" inside dir; returns the exit status, output in *out (heap) if out. */
+static int kpipe(const char *dir, const char *args, char **out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s", dir, kp_test_bin(), args);
+    return kp_test_sh(cmd, out);
+}
+
+static char *read_in(const char *dir, const char *rel)
+{
+    char *p = kp_test_join(dir, rel);
+    char *s = kp_test_read(p);
+    free(p);
+    return s;
+}
+
+/* Returns the first column of each line of a CSV text without quotes (heap, '\n'-joined). */
+static char *first_column(const char *csv)
+{
+    char *out = calloc(1, strlen(csv) + 1);
+    char *o = out;
+    for (const char *p = csv; *p;) {
+        while (*p && *p != ',' && *p != '\n')
+            *o++ = *p++;
+        *o++ = '\n';
+        while (*p && *p != '\n')
+            p++;
+        if (*p)
+            p++;
+    }
+    *o = 0;
+    return out;
+}
+
+static void test_demo_writes_submission_in_sample_order(void **state)
+{
+    (void)state;
+    char *dir = demo_tree();
+    char *out = NULL;
+    int rc = kpipe(dir, "run configs/demo.yaml -j 2", &out);
+    if (rc != 0)
+        fprintf(stderr, "%s\n", out);
+    assert_int_equal(rc, 0);
+    char *sub = read_in(dir, "submissions/demo.csv");
+    char *sample = read_in(dir, "data/demo/sample_submission.csv");
+    assert_non_null(sub);
+    assert_non_null(sample);
+    char *ids_sub = first_column(sub), *ids_sample = first_column(sample);
+    assert_string_equal(ids_sub, ids_sample);
+    assert_true(strncmp(sub, "id,diagnosis\n", 13) == 0);
+    /* every value is a probability */
+    int rows = 0;
+    for (const char *p = strchr(sub, '\n') + 1; *p; p = strchr(p, '\n') + 1) {
+        const char *comma = strchr(p, ',');
+        assert_non_null(comma);
+        double v = strtod(comma + 1, NULL);
+        assert_true(v >= 0.0 && v <= 1.0);
+        rows++;
+    }
+    assert_int_equal(rows, 114);
+    free(ids_sub); free(ids_sample); free(sub); free(sample); free(out); free(dir);
+}
+
+static void test_demo_second_run_is_all_up_to_date(void **state)
+{
+    (void)state;
+    char *dir = demo_tree();
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml -j 2", NULL), 0);
+    char *plan = NULL;
+    assert_int_equal(kpipe(dir, "plan configs/demo.yaml", &plan), 0);
+    assert_null(strstr(plan, "run:"));
+    assert_non_null(strstr(plan, "up to date"));
+    free(plan); free(dir);
+}
+
+/* Runs the demo with the given -j in a fresh tree; returns the submission text. */
+static char *demo_submission_with(const char *jobs)
+{
+    char *dir = demo_tree();
+    char args[64];
+    snprintf(args, sizeof args, "run configs/demo.yaml -j %s", jobs);
+    assert_int_equal(kpipe(dir, args, NULL), 0);
+    char *sub = read_in(dir, "submissions/demo.csv");
+    assert_non_null(sub);
+    free(dir);
+    return sub;
+}
+
+static void test_demo_jobs_1_and_4_give_identical_submission(void **state)
+{
+    (void)state;
+    char *a = demo_submission_with("1"), *b = demo_submission_with("4");
+    assert_string_equal(a, b);
+    free(a); free(b);
+}
+
+static void test_demo_killed_midrun_resumes_to_identical_submission(void **state)
+{
+    (void)state;
+    char *want = demo_submission_with("2");
+    const char *delays[] = {"0.05", "0.2", "0.4", "0.8"};
+    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
+        char *dir = demo_tree();
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "cd '%s' && ('%s' run configs/demo.yaml -j 2 >/dev/null 2>&1 & pid=$!; "
+                 "sleep %s; kill -9 $pid; wait $pid; sleep 0.1) ; true",
+                 dir, kp_test_bin(), delays[i]);
+        kp_test_sh(cmd, NULL);
+        char *out = NULL;
+        int rc = kpipe(dir, "run configs/demo.yaml -j 2", &out);
+        if (rc != 0)
+            fprintf(stderr, "after kill at %ss: %s\n", delays[i], out);
+        assert_int_equal(rc, 0);
+        char *got = read_in(dir, "submissions/demo.csv");
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(got); free(out); free(dir);
+    }
+    free(want);
+}
+
+static void test_changed_param_reruns_only_its_dependents(void **state)
+{
+    (void)state;
+    char *dir = demo_tree();
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml -j 2", NULL), 0);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "sed -i 's/alpha: 10.0/alpha: 3.0/' '%s/configs/demo.yaml'", dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    char *plan = NULL;
+    assert_int_equal(kpipe(dir, "plan configs/demo.yaml", &plan), 0);
+    /* ridge's tasks and those downstream of it re-run; the logistic ones do not */
+    assert_non_null(strstr(plan, "run: config changed"));
+    char *line = strstr(plan, "logreg/C=0.1#part0");
+    assert_non_null(line);
+    char *eol = strchr(line, '\n');
+    char buf[512] = {0};
+    memcpy(buf, line, eol && eol - line < 511 ? (size_t)(eol - line) : 511);
+    assert_non_null(strstr(buf, "up to date"));
+    free(plan); free(dir);
+}
+
+static void test_bad_config_exits_3_naming_line_and_key(void **state)
+{
+    (void)state;
+    char *dir = demo_tree();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "sed -i 's/standardize: true/standardise: true/' '%s/configs/demo.yaml'", dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    char *out = NULL;
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml", &out), 3);
+    assert_non_null(strstr(out, "demo.yaml:"));
+    assert_non_null(strstr(out, "standardise"));
+    assert_non_null(strstr(out, "did you mean 'standardize'"));
+    free(out); free(dir);
+}
+
+/* Checks that two CSV texts have the same header fields and first column, as parsed. */
+static void assert_same_ids_and_header(const char *want_text, const char *got_text)
+{
+    char err[KP_ERRLEN];
+    kp_csv *want = NULL, *got = NULL;
+    assert_int_equal(kp_csv_parse("sample", want_text, strlen(want_text), &want, err, sizeof err), 0);
+    assert_int_equal(kp_csv_parse("submission", got_text, strlen(got_text), &got, err, sizeof err), 0);
+    assert_int_equal(kp_csv_cols(got), kp_csv_cols(want));
+    assert_int_equal(kp_csv_rows(got), kp_csv_rows(want));
+    for (size_t c = 0; c < kp_csv_cols(want); c++)
+        assert_string_equal(kp_csv_header(got, c), kp_csv_header(want, c));
+    for (size_t r = 0; r < kp_csv_rows(want); r++)
+        assert_string_equal(kp_csv_get(got, r, 0), kp_csv_get(want, r, 0));
+    kp_csv_free(want);
+    kp_csv_free(got);
+}
+
+/* Every example config runs to a submission shaped like its sample. */
+static void test_every_example_config_runs_to_a_submission(void **state)
+{
+    (void)state;
+    static const struct { const char *config, *sample, *submission; } cases[] = {
+        {"titanic", "data/titanic/sample_submission.csv", "submissions/titanic.csv"},
+        {"wine", "data/wine/sample_submission.csv", "submissions/wine.csv"},
+        {"diabetes", "data/diabetes/sample_submission.csv", "submissions/diabetes.csv"},
+    };
+    char *dir = demo_tree();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[256], *out = NULL;
+        snprintf(args, sizeof args, "run configs/%s.yaml -j 2", cases[i].config);
+        int rc = kpipe(dir, args, &out);
+        if (rc != 0)
+            fprintf(stderr, "%s: %s\n", cases[i].config, out);
+        assert_int_equal(rc, 0);
+        char *sample = read_in(dir, cases[i].sample), *sub = read_in(dir, cases[i].submission);
+        assert_non_null(sub);
+        assert_int_equal(count_lines(sub), count_lines(sample));
+        assert_same_ids_and_header(sample, sub);
+        free(sample); free(sub); free(out);
+    }
+    free(dir);
+}
+
+static void test_version_and_help(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(kpipe(".", "--version", &out), 0);
+    assert_non_null(strstr(out, "kpipe"));
+    free(out);
+    assert_int_equal(kpipe(".", "--help", &out), 0);
+    assert_non_null(strstr(out, "run"));
+    assert_non_null(strstr(out, "status"));
+    free(out);
+    assert_int_equal(kpipe(".", "frobnicate", &out), 2);
+    free(out);
+}
+
+KP_TEST_GROUP(e2e)
+{
+    const struct CMUnitTest t[] = {
+        cmocka_unit_test(test_demo_writes_submission_in_sample_order),
+        cmocka_unit_test(test_demo_second_run_is_all_up_to_date),
+        cmocka_unit_test(test_demo_jobs_1_and_4_give_identical_submission),
+        cmocka_unit_test(test_demo_killed_midrun_resumes_to_identical_submission),
+        cmocka_unit_test(test_changed_param_reruns_only_its_dependents),
+        cmocka_unit_test(test_bad_config_exits_3_naming_line_and_key),
+        cmocka_unit_test(test_every_example_config_runs_to_a_submission),
+        cmocka_unit_test(test_version_and_help),
+    };
+    return KP_RUN(e2e, t);
+}
