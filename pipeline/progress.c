@@ -138,7 +138,8 @@ void kp_progress_start(kp_progress *p, const char *id)
     if (p->tty) {
         draw(p);
     } else {
-        fprintf(p->out, "[%3d/%d] start %s\n", p->started, p->total, id);
+        /* the count on every line is tasks finished, so it only ever grows */
+        fprintf(p->out, "[%3d/%d] start %s\n", p->finished, p->total, id);
         fflush(p->out);
     }
 }

@@ -652,7 +652,7 @@ static void test_exec_progress_lines_count_and_time_tasks(void **state)
     char *got = run(fs, g, &o, &rc, NULL, err, sizeof err);
     fclose(o.out);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(text, "[  1/4] start a\n[  1/4] done  a  0.01s  eta 0.03s\n"));
+    assert_non_null(strstr(text, "[  0/4] start a\n[  1/4] done  a  0.01s  eta 0.03s\n"));
     assert_non_null(strstr(text, "[  4/4] done  d  0.01s\n"));
     assert_non_null(strstr(text, "4 ran, 0 up to date, 0 failed, 0 blocked, 0 not run in"));
     free(text);
