@@ -75,28 +75,32 @@ char *kp_test_write(const char *dir, const char *name, const char *text)
     return path;
 }
 
+/* Reads a stream to its end into a heap string (NULL on allocation failure). */
+static char *read_stream(FILE *f)
+{
+    size_t cap = 4096, len = 0, got;
+    char *s = malloc(cap);
+    while (s && (got = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 2) {
+            char *t = realloc(s, cap *= 2);
+            if (!t)
+                free(s);
+            s = t;
+        }
+    }
+    if (s)
+        s[len] = 0;
+    return s;
+}
+
 char *kp_test_read(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    size_t cap = 4096, len = 0;
-    char *s = malloc(cap);
-    size_t got;
-    while (s && (got = fread(s + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            char *t = realloc(s, cap *= 2);
-            if (!t) {
-                free(s);
-                s = NULL;
-            }
-            s = t;
-        }
-    }
+    char *s = read_stream(f);
     fclose(f);
-    if (s)
-        s[len] = 0;
     return s;
 }
 
@@ -122,20 +126,7 @@ int kp_test_sh(const char *cmdline, char **out)
     free(full);
     if (!p)
         return -1;
-    size_t cap = 4096, len = 0;
-    char *s = malloc(cap);
-    size_t got;
-    while (s && (got = fread(s + len, 1, cap - len - 1, p)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            char *t = realloc(s, cap *= 2);
-            if (!t)
-                free(s);
-            s = t;
-        }
-    }
-    if (s)
-        s[len] = 0;
+    char *s = read_stream(p);
     int st = pclose(p);
     if (out)
         *out = s;
