@@ -24,7 +24,7 @@ TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/registry.o
 VERSION = $(shell cat VERSION)
 
-.PHONY: all test demo asan asan-test bench install clean deps unit
+.PHONY: all test demo asan bench fuzz install clean deps
 all: kpipe
 
 deps:
@@ -70,6 +70,23 @@ demo: deps
 	./kpipe status configs/demo.yaml
 	@echo "submission: submissions/demo.csv"
 
+# Coverage-guided fuzzing of the hostile-input readers (clang + libFuzzer;
+# not part of test): FUZZ_SECONDS per harness, corpora seeded from the repo.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = safetensors csv config
+fuzz:
+	@mkdir -p build-fuzz
+	@for f in $(FUZZ_TARGETS); do \
+	    clang -std=c11 -D_GNU_SOURCE -DKP_LIBFUZZER -DKP_VERSION='"fuzz"' -g -O1 \
+	        -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) tests/fuzz/fuzz_$$f.c $(LIB_SRC) \
+	        -o build-fuzz/fuzz_$$f $(PKG_LIBS) -lcsv -lm -lpthread || exit 1; \
+	    mkdir -p build-fuzz/corpus_$$f; done
+	@cp data/*/*.csv build-fuzz/corpus_csv/ 2>/dev/null; cp configs/*.yaml build-fuzz/corpus_config/
+	@cp tests/fuzz/seeds/*.safetensors build-fuzz/corpus_safetensors/ 2>/dev/null; true
+	@for f in $(FUZZ_TARGETS); do \
+	    ./build-fuzz/fuzz_$$f -max_len=8192 -max_total_time=$(FUZZ_SECONDS) \
+	        build-fuzz/corpus_$$f 2>&1 | tail -3 || exit 1; done
+
 bench: kpipe
 	sh bench/run.sh
 
@@ -80,6 +97,6 @@ install: kpipe
 	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/kpipe/
 
 clean:
-	rm -rf build build-asan kpipe
+	rm -rf build build-asan build-fuzz kpipe
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
