@@ -56,6 +56,15 @@ void kp_cli_done(kp_cli_ctx *ctx)
     ctx->cfg = NULL;
 }
 
+void kp_cli_keep(kp_cli_ctx *ctx)
+{
+    static kp_cli_ctx kept;   /* reachable until the process exits */
+    kp_cli_done(&kept);       /* a second call frees the first one's */
+    kept = *ctx;
+    ctx->g = NULL;
+    ctx->cfg = NULL;
+}
+
 int kp_cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
                  const char *help, kp_cli_opt_fn on_opt, void *data, const char **config)
 {

@@ -143,7 +143,7 @@ static int command(int argc, char **argv, const char *shortopts, const struct op
     if ((rc = kp_cli_load(config, &ctx)) != 0)
         return rc;
     rc = execute(&ctx, &a, explain);
-    kp_cli_done(&ctx);
+    kp_cli_keep(&ctx);   /* main returns rc next: exit frees it all at once */
     return rc;
 }
 

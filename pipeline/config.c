@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,62 @@ static const kp_keyspec fold_keys[] = {
     {NULL, 0, NULL, NULL, 0, 0, NULL}
 };
 
+/* ---- what the loader owns besides the public struct ---- */
+
+/* Stage names, bases, types and folders live in big blocks freed with the
+ * config, and the opts that a matrix's expansions have in common are one
+ * kp_params they all point at (kept in `shared`). */
+typedef struct store_block {
+    struct store_block *next;
+    size_t used, cap;
+    char data[];
+} store_block;
+
+typedef struct config_store {
+    kp_config pub;                /* first: a kp_config * is a config_store * */
+    store_block *blocks;
+    kp_params **shared;
+    int n_shared, cap_shared;
+} config_store;
+
+#define STORE_BLOCK 65536
+
+static config_store *S(kp_config *c) { return (config_store *)c; }
+
+char *kp_cfg_store(kp_cfgctx *c, const char *s, size_t n)
+{
+    config_store *cs = S(c->cfg);
+    store_block *b = cs->blocks;
+    if (!b || b->cap - b->used < n + 1) {
+        size_t cap = n + 1 > STORE_BLOCK ? n + 1 : STORE_BLOCK;
+        if (!(b = malloc(sizeof *b + cap)))
+            return NULL;
+        b->next = cs->blocks, b->used = 0, b->cap = cap;
+        cs->blocks = b;
+    }
+    char *copy = b->data + b->used;
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    b->used += n + 1;
+    return copy;
+}
+
+int kp_cfg_share(kp_cfgctx *c, kp_params *p)
+{
+    config_store *cs = S(c->cfg);
+    if (cs->n_shared == cs->cap_shared) {
+        int cap = cs->cap_shared ? 2 * cs->cap_shared : 16;
+        kp_params **n = realloc(cs->shared, (size_t)cap * sizeof *n);
+        if (!n) {
+            kp_params_free(p);
+            return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+        }
+        cs->shared = n, cs->cap_shared = cap;
+    }
+    cs->shared[cs->n_shared++] = p;
+    return 0;
+}
+
 /* ---- paths ---- */
 
 /* Rewrites an absolute path in place without ".", ".." and repeated slashes. */
@@ -62,13 +119,29 @@ static void normalize(char *path)
     free(src);
 }
 
+/* Returns 1 if path (absolute) holds "//", a "." or ".." component, or a trailing '/'. */
+static int needs_normalize(const char *path)
+{
+    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/')) {
+        const char *q = p + 1;
+        if (*q == '/' || *q == 0 || (q[0] == '.' && (q[1] == '/' || q[1] == 0)) ||
+            (q[0] == '.' && q[1] == '.' && (q[2] == '/' || q[2] == 0)))
+            return p != path || *q != 0;   /* "/" alone is fine */
+    }
+    return 0;
+}
+
 int kp_config_path(const kp_config *c, const char *rel, char *out, size_t outlen)
 {
-    int n = rel[0] == '/' ? snprintf(out, outlen, "%s", rel)
-                          : snprintf(out, outlen, "%s/%s", c->dir, rel);
-    if (n < 0 || (size_t)n >= outlen)
+    size_t nd = rel[0] == '/' ? 0 : strlen(c->dir), nr = strlen(rel);
+    if (nd + 1 + nr >= outlen)
         return KP_ERR_ARG;
-    if (rel[0] != '/')
+    if (nd) {
+        memcpy(out, c->dir, nd);
+        out[nd++] = '/';
+    }
+    memcpy(out + nd, rel, nr + 1);
+    if (rel[0] != '/' && needs_normalize(out))
         normalize(out);
     return 0;
 }
@@ -302,14 +375,18 @@ static int load_run_dir(kp_cfgctx *c, const yaml_node_t *node)
 
 static int set_stage_dirs(kp_cfgctx *c)
 {
-    for (int i = 0; i < c->cfg->n_stages; i++) {
+    kp_buf dir;
+    int rc = 0;
+    kp_buf_init(&dir, 0);
+    for (int i = 0; i < c->cfg->n_stages && rc == 0; i++) {
         kp_stage *st = &c->cfg->stages[i];
-        size_t n = strlen(c->cfg->run_dir) + strlen(st->name) + 2;
-        if (!(st->dir = malloc(n)))
-            return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
-        snprintf(st->dir, n, "%s/%s", c->cfg->run_dir, st->name);
+        kp_buf_reset(&dir);
+        if (kp_buf_adds(&dir, c->cfg->run_dir) < 0 || kp_buf_adds(&dir, "/") < 0 ||
+            kp_buf_adds(&dir, st->name) < 0 || !(st->dir = kp_cfg_store(c, dir.data, dir.len)))
+            rc = kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
     }
-    return 0;
+    kp_buf_free(&dir);
+    return rc;
 }
 
 static int load_root(kp_cfgctx *c)
@@ -340,7 +417,8 @@ int kp_config_load_string(const char *path, const char *yaml, size_t len, kp_con
 {
     kp_cfgctx c = {.file = path, .err = err, .errlen = errlen};
     int rc = KP_ERR_NOMEM;
-    if (!(c.cfg = calloc(1, sizeof *c.cfg)) || !(c.cfg->path = strdup(path))) {
+    config_store *cs = calloc(1, sizeof *cs);
+    if (!(c.cfg = cs ? &cs->pub : NULL) || !(c.cfg->path = strdup(path))) {
         kp_errf(err, errlen, rc, "out of memory");
         goto fail;
     }
@@ -411,26 +489,41 @@ int kp_config_competition_canonical(const kp_config *c, kp_buf *out)
     return bad ? KP_ERR_NOMEM : 0;
 }
 
-static void free_stage(kp_stage *st)
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Frees what stage st owns: not its strings (in the store's blocks) nor
+ * shared opts (sorted[0..n), freed once by the caller). */
+static void free_stage(kp_stage *st, kp_params **sorted, int n)
 {
     if (st->state && st->ops && st->ops->free_state)
         st->ops->free_state(st);
-    free(st->name);
-    free(st->base);
-    free(st->type);
     free(st->needs);
-    kp_params_free(st->opts);
+    if (n == 0 || !bsearch(&st->opts, sorted, (size_t)n, sizeof *sorted, cmp_ptr))
+        kp_params_free(st->opts);
     kp_params_free(st->params);
-    free(st->dir);
 }
 
 void kp_config_free(kp_config *c)
 {
     if (!c)
         return;
+    config_store *cs = S(c);
+    if (cs->n_shared > 1)
+        qsort(cs->shared, (size_t)cs->n_shared, sizeof *cs->shared, cmp_ptr);
     for (int i = 0; i < c->n_stages; i++)
-        free_stage(&c->stages[i]);
+        free_stage(&c->stages[i], cs->shared, cs->n_shared);
     free(c->stages);
+    for (int i = 0; i < cs->n_shared; i++)
+        kp_params_free(cs->shared[i]);
+    free(cs->shared);
+    for (store_block *b = cs->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     kp_competition *m = &c->comp;
     free(m->name);
     free(m->train);
@@ -445,5 +538,5 @@ void kp_config_free(kp_config *c)
     free(c->path);
     free(c->dir);
     free(c->run_dir);
-    free(c);
+    free(cs);
 }

@@ -20,7 +20,9 @@
  *       matrix: {C: [0.1, 1, 10], seed: [1, 2]}
  *
  * A stage with a matrix becomes one stage per combination, named
- * "BASE/K=V,K=V" in the matrix's key order; `needs: [BASE]` names them all.
+ * "BASE/K=V,K=V" in the matrix's key order; `needs: [BASE]` names them all,
+ * `needs: ["BASE/K=V"]` those with that value of K, and in a stage with a
+ * matrix `{K}` in a need is its own value of K (config_needs.c).
  * Matrix keys are model params (into params) or stage keys.  Every error
  * reads "FILE:LINE:COL: KEY.PATH: problem"; nothing runs before the whole
  * config is checked and every input file located.

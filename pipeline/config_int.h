@@ -71,6 +71,47 @@ int kp_cy_require(kp_cfgctx *c, const kp_params *p, const kp_keyspec *spec,
  * declarations, matrix expansion, needs, the cycle check. */
 int kp_cfg_load_stages(kp_cfgctx *c, const yaml_node_t *key, const yaml_node_t *node);
 
+/* Returns a NUL-terminated copy of s[0..n) that lives as long as the config
+ * (never freed on its own), or NULL when out of memory. */
+char *kp_cfg_store(kp_cfgctx *c, const char *s, size_t n);
+
+/* Gives the config p, which stages may then point at as their opts: it is
+ * freed once, with the config (also on failure). */
+int kp_cfg_share(kp_cfgctx *c, kp_params *p);
+
+/* ---- between config_stages.c and config_needs.c ---- */
+
+/* A stage as declared, before its matrix is expanded. */
+typedef struct kp_cfgdecl {
+    const char *name;                 /* borrowed from the document */
+    yaml_node_t *key, *node;          /* the name and its mapping */
+    const struct kp_stage_ops *ops;
+    kp_params *opts, *params;
+    yaml_node_t *needs, *matrix;      /* or NULL */
+    int first, count;                 /* its stages in cfg->stages */
+    /* The matrix, in key order (n_keys 0 without one): combination c takes
+     * value (c / stride[k]) % n_vals[k] of key k, the last key fastest. */
+    int n_keys;
+    const char **keys;                /* borrowed from the document */
+    unsigned char *is_opt;            /* per key: a stage key (else a model param) */
+    int *n_vals, *stride;
+    yaml_node_t ***vals;              /* per key: its value nodes */
+    char where[300];                  /* "stages.NAME" */
+} kp_cfgdecl;
+
+/* Returns the index of matrix key `key` (len bytes) of d, or -1. */
+int kp_cfg_matrix_key(const kp_cfgdecl *d, const char *key, size_t len);
+
+/* Returns the value (text as written) of matrix key k in combination combo of d. */
+const char *kp_cfg_matrix_value(const kp_cfgdecl *d, int k, int combo);
+
+/* Resolves the needs of every declaration into its expanded stages (d[0..n),
+ * expanded already): names, matrix selections, placeholders, no repeats. */
+int kp_cfg_resolve_needs(kp_cfgctx *c, kp_cfgdecl *d, int n);
+
+/* Fails with KP_ERR_CYCLE and the cycle's path if the stages' needs loop. */
+int kp_cfg_check_cycles(kp_cfgctx *c);
+
 /* Runs every stage type's check over the loaded config. */
 int kp_cfg_check_stages(kp_cfgctx *c);
 

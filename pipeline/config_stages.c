@@ -1,4 +1,4 @@
-/* config_stages.c - the stages: block: declarations, matrix expansion, needs, cycles. */
+/* config_stages.c - the stages: block: declarations and matrix expansion (needs: config_needs.c). */
 #include "config_int.h"
 
 #include <stdio.h>
@@ -12,16 +12,7 @@
 static const char *const reserved[] = {"type", "needs", "matrix", "params"};
 #define N_RESERVED 4
 
-/* A stage as declared, before its matrix is expanded. */
-typedef struct decl {
-    const char *name;                 /* borrowed from the document */
-    yaml_node_t *key, *node;          /* the name and its mapping */
-    const kp_stage_ops *ops;
-    kp_params *opts, *params;
-    yaml_node_t *needs, *matrix;      /* or NULL */
-    int first, count;                 /* its stages in cfg->stages */
-    char where[300];                  /* "stages.NAME" */
-} decl;
+typedef kp_cfgdecl decl;
 
 typedef struct sctx {
     kp_cfgctx *c;
@@ -193,6 +184,34 @@ static int matrix_entry(kp_cfgctx *c, decl *d, yaml_node_pair_t *q, long *count)
     return 0;
 }
 
+/* Fills d's matrix tables (keys, values, strides) from its checked matrix node. */
+static int matrix_tables(kp_cfgctx *c, decl *d)
+{
+    yaml_node_pair_t *q = d->matrix->data.mapping.pairs.start;
+    int n = (int)(d->matrix->data.mapping.pairs.top - q);
+    d->keys = calloc((size_t)n, sizeof *d->keys);
+    d->is_opt = calloc((size_t)n, 1);
+    d->n_vals = calloc((size_t)n, sizeof *d->n_vals);
+    d->stride = calloc((size_t)n, sizeof *d->stride);
+    d->vals = calloc((size_t)n, sizeof *d->vals);
+    if (!d->keys || !d->is_opt || !d->n_vals || !d->stride || !d->vals)
+        return nomem(c);
+    d->n_keys = n;
+    for (int k = n - 1, stride = 1; k >= 0; k--) {   /* the last key varies fastest */
+        yaml_node_t *v = kp_cy_node(c, q[k].value);
+        d->keys[k] = kp_cy_scalar(kp_cy_node(c, q[k].key));
+        d->is_opt[k] = (unsigned char)is_stage_key(d->ops, d->keys[k]);
+        d->n_vals[k] = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+        d->stride[k] = stride;
+        stride *= d->n_vals[k];
+        if (!(d->vals[k] = malloc((size_t)d->n_vals[k] * sizeof *d->vals[k])))
+            return nomem(c);
+        for (int i = 0; i < d->n_vals[k]; i++)
+            d->vals[k][i] = kp_cy_node(c, v->data.sequence.items.start[i]);
+    }
+    return 0;
+}
+
 static int matrix_count(kp_cfgctx *c, decl *d)
 {
     long count = 1;
@@ -202,59 +221,106 @@ static int matrix_count(kp_cfgctx *c, decl *d)
              !rc && q < d->matrix->data.mapping.pairs.top; q++)
             rc = matrix_entry(c, d, q, &count);
     d->count = (int)count;
-    return rc;
+    return rc || !d->matrix ? rc : matrix_tables(c, d);
 }
 
-/* Sets combination `combo`'s matrix values into st and appends ",K=V" to name. */
+int kp_cfg_matrix_key(const kp_cfgdecl *d, const char *key, size_t len)
+{
+    for (int k = 0; k < d->n_keys; k++)
+        if (strncmp(d->keys[k], key, len) == 0 && d->keys[k][len] == 0)
+            return k;
+    return -1;
+}
+
+const char *kp_cfg_matrix_value(const kp_cfgdecl *d, int k, int combo)
+{
+    return kp_cy_scalar(d->vals[k][(combo / d->stride[k]) % d->n_vals[k]]);
+}
+
+static void free_decl(decl *d)
+{
+    kp_params_free(d->opts);
+    kp_params_free(d->params);
+    for (int k = 0; d->vals && k < d->n_keys; k++)
+        free(d->vals[k]);
+    free(d->vals);
+    free(d->keys);
+    free(d->is_opt);
+    free(d->n_vals);
+    free(d->stride);
+}
+
+/* ---- expansion ---- */
+
+/* Sets combination `combo`'s matrix values into st and appends "/K=V,K=V" to name. */
 static int apply_combo(kp_cfgctx *c, const decl *d, kp_stage *st, int combo, kp_buf *name)
 {
-    yaml_node_pair_t *start = d->matrix->data.mapping.pairs.start;
-    yaml_node_pair_t *q = d->matrix->data.mapping.pairs.top;
-    int stride = 1;
-    while (q-- > start) {     /* the last key varies fastest */
-        yaml_node_t *v = kp_cy_node(c, q->value);
-        int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
-        yaml_node_t *item = kp_cy_node(c, v->data.sequence.items.start[(combo / stride) % n]);
-        const char *k = kp_cy_scalar(kp_cy_node(c, q->key));
-        kp_params *dst = is_stage_key(d->ops, k) ? st->opts : st->params;
-        stride *= n;
-        if (kp_params_set(dst, k, kp_cy_scalar(item), kp_cy_line(item), kp_cy_col(item)))
-            return nomem(c);
-    }
-    for (q = start; q < d->matrix->data.mapping.pairs.top; q++) {
-        const char *k = kp_cy_scalar(kp_cy_node(c, q->key));
-        const char *val = kp_params_get(is_stage_key(d->ops, k) ? st->opts : st->params, k);
-        if (kp_buf_printf(name, "%s%s=%s", q == start ? "/" : ",", k, val))
+    for (int k = 0; k < d->n_keys; k++) {
+        const yaml_node_t *item = d->vals[k][(combo / d->stride[k]) % d->n_vals[k]];
+        const char *v = kp_cy_scalar(item);
+        if (kp_params_set(d->is_opt[k] ? st->opts : st->params, d->keys[k], v, kp_cy_line(item),
+                          kp_cy_col(item)) ||
+            kp_buf_adds(name, k ? "," : "/") || kp_buf_adds(name, d->keys[k]) ||
+            kp_buf_adds(name, "=") || kp_buf_adds(name, v))
             return nomem(c);
     }
     return 0;
 }
 
-/* Makes stage number `combo` of declaration d into st (already zeroed). */
-static int expand_one(kp_cfgctx *c, const decl *d, kp_stage *st, int combo)
+/* Returns 1 if a matrix key of d sets a stage key (so each expansion's opts
+ * must be validated on its own). */
+static int matrix_sets_opts(const decl *d)
 {
-    kp_buf name;
-    kp_buf_init(&name, 0);
+    for (int k = 0; k < d->n_keys; k++)
+        if (d->is_opt[k])
+            return 1;
+    return 0;
+}
+
+/* Makes stage number `combo` of declaration d into st (already zeroed);
+ * tmpl is d's opts validated and shared by every expansion, or NULL when
+ * each expansion's opts differ; name is scratch space. */
+static int expand_one(kp_cfgctx *c, const decl *d, kp_params *tmpl, kp_stage *st, int combo,
+                      kp_buf *name)
+{
     int rc = 0;
+    kp_buf_reset(name);
     st->line = kp_cy_line(d->key);
     st->col = kp_cy_col(d->key);
     st->ops = d->ops;
-    if (!(st->base = strdup(d->name)) || !(st->type = strdup(d->ops->name)) ||
-        !(st->opts = kp_params_clone(d->opts)) || !(st->params = kp_params_clone(d->params)) ||
-        kp_buf_adds(&name, d->name)) {
-        rc = nomem(c);
-        goto fail;
-    }
-    if (d->matrix && d->count > 0 && (rc = apply_combo(c, d, st, combo, &name)))
-        goto fail;
-    if (!(st->name = kp_buf_take(&name))) {
-        rc = nomem(c);
-        goto fail;
-    }
+    st->base = combo > 0 ? st[-combo].base : kp_cfg_store(c, d->name, strlen(d->name));
+    st->type = combo > 0 ? st[-combo].type : kp_cfg_store(c, d->ops->name, strlen(d->ops->name));
+    if (!st->base || !st->type || !(st->opts = tmpl ? tmpl : kp_params_clone(d->opts)) ||
+        !(st->params = kp_params_clone(d->params)) || kp_buf_adds(name, d->name))
+        return nomem(c);
+    if ((rc = apply_combo(c, d, st, combo, name)))
+        return rc;
+    if (!(st->name = kp_cfg_store(c, name->data, name->len)))
+        return nomem(c);
+    if (tmpl)
+        return 0;   /* validated once for all expansions */
     if ((rc = kp_cy_require(c, st->opts, d->ops->keys, d->key, d->where)))
-        goto fail;
-    rc = kp_params_validate(st->opts, d->ops->keys, c->file, d->where, c->err, c->errlen);
-fail:
+        return rc;
+    return kp_params_validate(st->opts, d->ops->keys, c->file, d->where, c->err, c->errlen);
+}
+
+/* Expands declaration d into cfg->stages. */
+static int expand_decl(kp_cfgctx *c, decl *d)
+{
+    kp_config *cfg = c->cfg;
+    kp_params *tmpl = NULL;
+    kp_buf name;
+    int rc = 0;
+    kp_buf_init(&name, 0);
+    d->first = cfg->n_stages;
+    if (d->count > 1 && !matrix_sets_opts(d)) {   /* the same opts in every expansion */
+        if (!(tmpl = kp_params_clone(d->opts)) || (rc = kp_cfg_share(c, tmpl)))
+            return rc ? rc : nomem(c);
+        if (!(rc = kp_cy_require(c, tmpl, d->ops->keys, d->key, d->where)))
+            rc = kp_params_validate(tmpl, d->ops->keys, c->file, d->where, c->err, c->errlen);
+    }
+    for (int j = 0; !rc && j < d->count; j++)
+        rc = expand_one(c, d, tmpl, &cfg->stages[cfg->n_stages++], j, &name);
     kp_buf_free(&name);
     return rc;
 }
@@ -271,152 +337,11 @@ static int expand_all(sctx *s)
     if (!(cfg->stages = calloc((size_t)total, sizeof *cfg->stages)))
         return nomem(s->c);
     for (int i = 0; i < s->n; i++) {
-        s->d[i].first = cfg->n_stages;
-        for (int j = 0; j < s->d[i].count; j++) {
-            int rc = expand_one(s->c, &s->d[i], &cfg->stages[cfg->n_stages++], j);
-            if (rc)
-                return rc;
-        }
-    }
-    return 0;
-}
-
-/* ---- needs ---- */
-
-static const decl *find_decl(const sctx *s, const char *name)
-{
-    for (int i = 0; i < s->n; i++)
-        if (strcmp(s->d[i].name, name) == 0)
-            return &s->d[i];
-    return NULL;
-}
-
-static int unknown_need(sctx *s, const decl *d, const yaml_node_t *item)
-{
-    const char *name = kp_cy_scalar(item);
-    const char **names = malloc((size_t)s->n * sizeof *names);
-    if (!names)
-        return nomem(s->c);
-    for (int i = 0; i < s->n; i++)
-        names[i] = s->d[i].name;
-    const char *near = kp_suggest(name, names, s->n);
-    int rc = near ? kp_cy_errat(s->c, item, KP_ERR_CONFIG,
-                                "%s.needs: unknown stage '%s' (did you mean '%s'?)", d->where,
-                                name, near)
-                  : kp_cy_errat(s->c, item, KP_ERR_CONFIG, "%s.needs: unknown stage '%s'",
-                                d->where, name);
-    free(names);
-    return rc;
-}
-
-/* Appends the stages that need-name item stands for to out[*n] (no repeats). */
-static int add_need(sctx *s, const decl *d, const yaml_node_t *item, int *out, int *n)
-{
-    const kp_config *cfg = s->c->cfg;
-    const decl *t = find_decl(s, kp_cy_scalar(item));
-    int first = t ? t->first : kp_config_find_stage(cfg, kp_cy_scalar(item));
-    int count = t ? t->count : 1;
-    if (first < 0)
-        return unknown_need(s, d, item);
-    for (int i = first; i < first + count; i++) {
-        int seen = 0;
-        for (int j = 0; j < *n && !seen; j++)
-            seen = out[j] == i;
-        if (!seen)
-            out[(*n)++] = i;
-    }
-    return 0;
-}
-
-/* Resolves d's needs once and gives every one of its stages a copy. */
-static int resolve_needs(sctx *s, const decl *d)
-{
-    kp_config *cfg = s->c->cfg;
-    yaml_node_item_t one = 0, *items = &one;
-    int n_items = 0, n = 0, rc = 0;
-    if (!d->needs)
-        return 0;
-    if (d->needs->type == YAML_SCALAR_NODE) {
-        one = (yaml_node_item_t)(d->needs - s->c->doc.nodes.start) + 1;
-        n_items = 1;
-    } else {
-        items = d->needs->data.sequence.items.start;
-        n_items = (int)(d->needs->data.sequence.items.top - items);
-    }
-    int *idx = malloc(((size_t)cfg->n_stages + 1) * sizeof *idx);
-    if (!idx)
-        return nomem(s->c);
-    for (int i = 0; i < n_items && !rc; i++)
-        rc = add_need(s, d, kp_cy_node(s->c, items[i]), idx, &n);
-    for (int j = 0; !rc && j < d->count; j++) {
-        kp_stage *st = &cfg->stages[d->first + j];
-        if (!(st->needs = malloc(((size_t)n + 1) * sizeof *st->needs))) {
-            rc = nomem(s->c);
-            break;
-        }
-        memcpy(st->needs, idx, (size_t)n * sizeof *idx);
-        st->n_needs = n;
-    }
-    free(idx);
-    return rc;
-}
-
-/* ---- cycles ---- */
-
-typedef struct dfs {
-    kp_cfgctx *c;
-    char *mark;      /* 0 unvisited, 1 on the stack, 2 done */
-    int *stack, depth;
-} dfs;
-
-static int report_cycle(dfs *g, int u)
-{
-    const kp_config *cfg = g->c->cfg;
-    kp_buf path;
-    kp_buf_init(&path, 0);
-    int pos = g->depth - 1, bad = 0;
-    while (pos > 0 && g->stack[pos] != u)
-        pos--;
-    for (int i = pos; i < g->depth && !bad; i++)
-        bad = kp_buf_printf(&path, "%s -> ", cfg->stages[g->stack[i]].name);
-    bad = bad || kp_buf_adds(&path, cfg->stages[u].name);
-    int rc = bad ? nomem(g->c)
-                 : kp_errf(g->c->err, g->c->errlen, KP_ERR_CYCLE, "%s:%d:%d: stages: cycle: %s",
-                           g->c->file, cfg->stages[u].line, cfg->stages[u].col,
-                           kp_buf_str(&path));
-    kp_buf_free(&path);
-    return rc;
-}
-
-static int visit(dfs *g, int v)
-{
-    const kp_stage *st = &g->c->cfg->stages[v];
-    g->mark[v] = 1;
-    g->stack[g->depth++] = v;
-    for (int i = 0; i < st->n_needs; i++) {
-        int u = st->needs[i], rc = 0;
-        if (g->mark[u] == 1)
-            return report_cycle(g, u);
-        if (g->mark[u] == 0 && (rc = visit(g, u)))
+        int rc = expand_decl(s->c, &s->d[i]);
+        if (rc)
             return rc;
     }
-    g->mark[v] = 2;
-    g->depth--;
     return 0;
-}
-
-static int check_cycles(kp_cfgctx *c)
-{
-    int n = c->cfg->n_stages, rc = 0;
-    dfs g = {c, calloc((size_t)n + 1, 1), malloc(((size_t)n + 1) * sizeof(int)), 0};
-    if (!g.mark || !g.stack)
-        rc = nomem(c);
-    for (int v = 0; !rc && v < n; v++)
-        if (g.mark[v] == 0)
-            rc = visit(&g, v);
-    free(g.mark);
-    free(g.stack);
-    return rc;
 }
 
 /* ---- the block ---- */
@@ -451,14 +376,12 @@ int kp_cfg_load_stages(kp_cfgctx *c, const yaml_node_t *key, const yaml_node_t *
     int rc = load_decls(&s, key, node);
     if (!rc)
         rc = expand_all(&s);
-    for (int i = 0; !rc && i < s.n; i++)
-        rc = resolve_needs(&s, &s.d[i]);
     if (!rc)
-        rc = check_cycles(c);
-    for (int i = 0; i < s.n; i++) {
-        kp_params_free(s.d[i].opts);
-        kp_params_free(s.d[i].params);
-    }
+        rc = kp_cfg_resolve_needs(c, s.d, s.n);
+    if (!rc)
+        rc = kp_cfg_check_cycles(c);
+    for (int i = 0; i < s.n; i++)
+        free_decl(&s.d[i]);
     free(s.d);
     return rc;
 }

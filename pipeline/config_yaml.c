@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "strmap.h"
 #include "../lib/err.h"
 
 #define MAX_DEPTH 64
@@ -51,65 +52,98 @@ typedef struct walk {
     unsigned char *seen;     /* one mark per node index, so shared (aliased) nodes are walked once */
 } walk;
 
-static int walk_node(walk *w, int index, const char *path, int depth);
+/* Where the walk is: the key of each enclosing mapping, innermost last.
+ * The dotted path is only written out for an error. */
+typedef struct frame {
+    const struct frame *up;  /* NULL at the top */
+    const char *key;
+} frame;
 
-/* Appends ".key" to path (or "key" when path is empty) into out. */
-static void join_path(char *out, size_t n, const char *path, const char *key)
+/* Writes the dotted path of f ("stages.lr.params"; "" at the top) into out. */
+static void path_of(const frame *f, char *out, size_t n)
 {
-    snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
-}
-
-static int walk_pair(walk *w, const yaml_node_pair_t *pairs, int i, const char *path,
-                     int depth)
-{
-    yaml_node_t *k = kp_cy_node(w->c, pairs[i].key);
-    const char *key = kp_cy_scalar(k);
-    char in[520];
-    snprintf(in, sizeof in, "%s%s", path, *path ? ": " : "");
-    if (!key)
-        return kp_cy_errat(w->c, k, KP_ERR_CONFIG,
-                           "%skeys must be plain values, not lists or mappings", in);
-    for (int j = 0; j < i; j++) {
-        yaml_node_t *prev = kp_cy_node(w->c, pairs[j].key);
-        const char *pk = kp_cy_scalar(prev);
-        if (pk && strcmp(pk, key) == 0)
-            return kp_cy_errat(w->c, k, KP_ERR_CONFIG, "%sduplicate key '%s' (first at %d:%d)",
-                               in, key, kp_cy_line(prev), kp_cy_col(prev));
+    if (!f) {
+        out[0] = 0;
+        return;
     }
-    char sub[512];
-    join_path(sub, sizeof sub, path, key);
-    return walk_node(w, pairs[i].value, sub, depth + 1);
+    path_of(f->up, out, n);
+    size_t len = strlen(out);
+    snprintf(out + len, n - len, "%s%s", len ? "." : "", f->key);
 }
 
-static int walk_node(walk *w, int index, const char *path, int depth)
+static int walk_node(walk *w, int index, const frame *at, int depth);
+
+/* Fails with "PATH: <msg>" at node k for a key of the mapping at `at`. */
+static int key_error(walk *w, const yaml_node_t *k, const frame *at, const char *msg)
+{
+    char path[512];
+    path_of(at, path, sizeof path);
+    return kp_cy_errat(w->c, k, KP_ERR_CONFIG, "%s%s%s", path, *path ? ": " : "", msg);
+}
+
+static int duplicate(walk *w, const yaml_node_t *k, const yaml_node_t *prev, const frame *at)
+{
+    char msg[400];
+    snprintf(msg, sizeof msg, "duplicate key '%s' (first at %d:%d)", kp_cy_scalar(k),
+             kp_cy_line(prev), kp_cy_col(prev));
+    return key_error(w, k, at, msg);
+}
+
+/* Fails on the first key repeated in pairs[0..np); a map of keys for long mappings. */
+static int check_duplicates(walk *w, const yaml_node_pair_t *pairs, int np, const frame *at)
+{
+    kp_strmap *seen = np > 16 ? kp_strmap_create() : NULL;
+    int rc = np > 16 && !seen ? kp_errf(w->c->err, w->c->errlen, KP_ERR_NOMEM, "out of memory") : 0;
+    for (int i = 0; i < np && !rc; i++) {
+        yaml_node_t *k = kp_cy_node(w->c, pairs[i].key);
+        const char *key = kp_cy_scalar(k);
+        int first = -1;
+        if (!key)
+            rc = key_error(w, k, at, "keys must be plain values, not lists or mappings");
+        else if (seen && (first = kp_strmap_get(seen, key)) < 0 && kp_strmap_put(seen, key, i) < 0)
+            rc = kp_errf(w->c->err, w->c->errlen, KP_ERR_NOMEM, "out of memory");
+        for (int j = 0; !seen && !rc && j < i && first < 0; j++) {
+            const char *pk = kp_cy_scalar(kp_cy_node(w->c, pairs[j].key));
+            first = pk && strcmp(pk, key) == 0 ? j : -1;
+        }
+        if (!rc && first >= 0)
+            rc = duplicate(w, k, kp_cy_node(w->c, pairs[first].key), at);
+    }
+    kp_strmap_free(seen);
+    return rc;
+}
+
+static int walk_node(walk *w, int index, const frame *at, int depth)
 {
     yaml_node_t *n = kp_cy_node(w->c, index);
+    char path[512];
     if (!n || w->seen[index])
         return 0;
     w->seen[index] = 1;
     if (depth > MAX_DEPTH)
         return kp_cy_errat(w->c, n, KP_ERR_CONFIG, "nesting deeper than %d levels", MAX_DEPTH);
     if (n->type == YAML_SCALAR_NODE) {
-        if (strlen((const char *)n->data.scalar.value) != n->data.scalar.length)
-            return kp_cy_errat(w->c, n, KP_ERR_CONFIG, "%s: a value holds a NUL byte",
-                               *path ? path : "config");
-        return 0;
+        if (strlen((const char *)n->data.scalar.value) == n->data.scalar.length)
+            return 0;
+        path_of(at, path, sizeof path);
+        return kp_cy_errat(w->c, n, KP_ERR_CONFIG, "%s: a value holds a NUL byte",
+                           *path ? path : "config");
     }
     if (n->type == YAML_SEQUENCE_NODE) {
         for (yaml_node_item_t *it = n->data.sequence.items.start;
              it < n->data.sequence.items.top; it++)
-            if (walk_node(w, *it, path, depth + 1))
+            if (walk_node(w, *it, at, depth + 1))
                 return KP_ERR_CONFIG;
         return 0;
     }
     yaml_node_pair_t *pairs = n->data.mapping.pairs.start;
     int np = (int)(n->data.mapping.pairs.top - pairs);
-    for (int i = 0; i < np; i++) {
-        int rc = walk_pair(w, pairs, i, path, depth);
-        if (rc)
-            return rc;
+    int rc = check_duplicates(w, pairs, np, at);
+    for (int i = 0; i < np && !rc; i++) {
+        frame sub = { at, kp_cy_scalar(kp_cy_node(w->c, pairs[i].key)) };
+        rc = walk_node(w, pairs[i].value, &sub, depth + 1);
     }
-    return 0;
+    return rc;
 }
 
 /* Fails if a second document follows the first. */
@@ -152,7 +186,7 @@ int kp_cy_load(kp_cfgctx *c, const char *yaml, size_t len)
         rc = kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "%s: out of memory", c->file);
         goto fail;
     }
-    rc = walk_node(&w, 1, "", 0);
+    rc = walk_node(&w, 1, NULL, 0);
     free(w.seen);
 fail:
     yaml_parser_delete(&p);

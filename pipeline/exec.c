@@ -5,6 +5,11 @@
  * FAILED task become BLOCKED.  A plan (dry run, explain, status) runs the
  * same settle walk with WOULD_RUN in place of READY, so a task whose
  * upstream would run is reported as such without hashing anything.
+ *
+ * Outputs are not deleted before a task starts (on ext4 that made re-runs
+ * allocate a new inode per output, slower than a cold run): their stat is
+ * taken instead, and after exit 0 each must exist and differ from it
+ * (dev, inode, size or mtime), or the task "did not write" it.
  */
 #include "exec.h"
 
@@ -27,6 +32,7 @@ typedef struct xtask {
     const char *detail;
     kp_hash key, params;
     kp_hash *in_hashes;   /* content hashes of the inputs when it settled */
+    kp_fstat *before;     /* its outputs' stats when it started (while running) */
 } xtask;
 
 typedef struct exec {
@@ -39,7 +45,7 @@ typedef struct exec {
     xtask *x;
     int n;
     int *work, n_work;    /* settled-to-be: all deps finished */
-    int *ready, n_ready;  /* to start, ascending index */
+    int *ready, n_ready;  /* to start: a min-heap of task indices (graph order) */
     int planning;         /* nothing runs: WOULD_RUN instead of READY */
     int stopping;
     kp_exec_summary sum;
@@ -146,7 +152,9 @@ static int compute_key(exec *e, int i)
     kp_hasher_adds(h, t->param_text);
     kp_hasher_add(h, counts, sizeof counts);
     for (int j = 0; j < t->n_inputs && rc == 0; j++) {
-        if ((rc = kp_runlog_file_hash(e->rl, t->inputs[j], &x->in_hashes[j], e->err, e->errlen)) < 0)
+        /* an input hashed earlier in this run (its producer's output) is not stat'ed again */
+        if ((rc = kp_runlog_file_hash_seen(e->rl, t->inputs[j], &x->in_hashes[j], e->err,
+                                           e->errlen)) < 0)
             break;
         kp_hasher_add(h, &x->in_hashes[j], sizeof x->in_hashes[j]);
     }
@@ -229,11 +237,29 @@ static void complete(exec *e, int i)
 static void push_ready(exec *e, int i)
 {
     int k = e->n_ready++;
-    while (k > 0 && e->ready[k - 1] > i) {
-        e->ready[k] = e->ready[k - 1];
-        k--;
-    }
+    for (; k > 0 && e->ready[(k - 1) / 2] > i; k = (k - 1) / 2)
+        e->ready[k] = e->ready[(k - 1) / 2];
     e->ready[k] = i;
+}
+
+/* Removes and returns the lowest ready index. */
+static int pop_ready(exec *e)
+{
+    int top = e->ready[0], last = e->ready[--e->n_ready], k = 0;
+    for (;;) {
+        int c = 2 * k + 1;
+        if (c >= e->n_ready)
+            break;
+        if (c + 1 < e->n_ready && e->ready[c + 1] < e->ready[c])
+            c++;
+        if (last <= e->ready[c])
+            break;
+        e->ready[k] = e->ready[c];
+        k = c;
+    }
+    if (e->n_ready > 0)
+        e->ready[k] = last;
+    return top;
 }
 
 /* Returns a dependency that would run (planning), or -1. */
@@ -314,14 +340,29 @@ static void fail(exec *e, int i, int exit_status)
     (void)rc;   /* a summary line lost to memory pressure is not worth failing over */
 }
 
+/* Takes the stat of every output, so that one left as it was counts as not written. */
+static int stat_outputs(exec *e, int i, char *err, size_t errlen)
+{
+    const kp_task *t = T(e, i);
+    xtask *x = &e->x[i];
+    free(x->before);
+    if (!(x->before = calloc((size_t)t->n_outputs + 1, sizeof *x->before)))
+        return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < t->n_outputs; j++) {
+        int rc = kp_fs_stat(e->fs, t->outputs[j], &x->before[j], err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int start(exec *e, int i)
 {
     const kp_task *t = T(e, i);
     char err[KP_ERRLEN] = "";
-    for (int j = 0; j < t->n_outputs; j++)   /* so "missing afterwards" means not written */
-        if (e->fs->ops->remove(e->fs, t->outputs[j], err, sizeof err) < 0)
-            break;
-    int rc = err[0] ? KP_ERR_IO : e->r->ops->start(e->r, e->g, i, err, sizeof err);
+    int rc = stat_outputs(e, i, err, sizeof err);
+    if (rc == 0)
+        rc = e->r->ops->start(e->r, e->g, i, err, sizeof err);
     if (rc < 0) {
         kp_progress_printf(e->prog, "kpipe: cannot start %s: %s", t->id, err);
         fail(e, i, 127);
@@ -332,23 +373,70 @@ static int start(exec *e, int i)
     return 0;
 }
 
-/* Hashes the outputs of a task that exited 0; exit becomes -1 if one is missing. */
-static int hash_outputs(exec *e, int i, kp_hash *out, int *exit_status)
+static int same_file(const kp_fstat *a, const kp_fstat *b)
+{
+    return a->exists && b->exists && a->dev == b->dev && a->ino == b->ino &&
+           a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+/* Checks that a task that exited 0 wrote every output: each must exist and
+ * differ from its stat at the start.  Returns 0, or -1 (after saying which). */
+static int outputs_written(exec *e, int i)
 {
     const kp_task *t = T(e, i);
+    const kp_fstat *before = e->x[i].before;
     for (int j = 0; j < t->n_outputs; j++) {
-        char err[KP_ERRLEN];
-        int rc = kp_runlog_file_hash(e->rl, t->outputs[j], &out[j], err, sizeof err);
-        if (rc == KP_ERR_NOTFOUND) {
-            kp_progress_printf(e->prog, "kpipe: %s exited 0 but did not write %s", t->id,
-                               t->outputs[j]);
-            *exit_status = -1;
-            return 0;
-        }
-        if (rc < 0)
-            return kp_errf(e->err, e->errlen, rc, "%s", err);
+        kp_fstat now;
+        if (kp_fs_stat(e->fs, t->outputs[j], &now, NULL, 0) == 0 && now.exists && !now.is_dir &&
+            !(before && same_file(&before[j], &now)))
+            continue;
+        kp_progress_printf(e->prog, "kpipe: %s exited 0 but did not write %s", t->id,
+                           t->outputs[j]);
+        return -1;
     }
     return 0;
+}
+
+/* Hashes the outputs of a task whose status is 0 (status becomes -1 if one
+ * has gone since) and appends its run to the run log. */
+static int record(exec *e, const kp_run_result *res, int *status)
+{
+    int i = res->task, rc = 0;
+    const kp_task *t = T(e, i);
+    xtask *x = &e->x[i];
+    kp_hash *outs = calloc((size_t)t->n_outputs + 1, sizeof *outs);
+    if (!outs)
+        return kp_errf(e->err, e->errlen, KP_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < t->n_outputs && *status == 0 && rc == 0; j++) {
+        char err[KP_ERRLEN];
+        rc = kp_runlog_file_hash(e->rl, t->outputs[j], &outs[j], err, sizeof err);
+        if (rc == KP_ERR_NOTFOUND) {   /* removed since outputs_written looked */
+            kp_progress_printf(e->prog, "kpipe: %s exited 0 but did not write %s", t->id,
+                               t->outputs[j]);
+            *status = -1, rc = 0;
+        } else if (rc < 0) {
+            rc = kp_errf(e->err, e->errlen, rc, "%s", err);
+        }
+    }
+    kp_runlog_entry ent = {
+        t->id, x->key, x->params, res->start_ns, res->wall_ms, res->cpu_ms, res->rss_kb, *status,
+        t->n_inputs, (const char *const *)t->inputs, x->in_hashes,
+        *status == 0 ? t->n_outputs : 0, (const char *const *)t->outputs, outs,
+    };
+    /* a task killed by the interrupt did not fail: leave no failure on record */
+    if (rc == 0 && !(e->sum.interrupted && *status >= 128))
+        rc = kp_runlog_record(e->rl, &ent, e->err, e->errlen);
+    free(outs);
+    return rc;
+}
+
+/* Starts ready tasks, in graph order, while the runner has room. */
+static void start_ready(exec *e)
+{
+    if (e->r->ops->interrupted(e->r))
+        e->sum.interrupted = e->stopping = 1;
+    while (!e->stopping && e->n_ready > 0 && e->r->ops->can_start_more(e->r))
+        start(e, pop_ready(e));
 }
 
 static int finished(exec *e, const kp_run_result *res)
@@ -356,22 +444,16 @@ static int finished(exec *e, const kp_run_result *res)
     int i = res->task, status = res->exit_status;
     const kp_task *t = T(e, i);
     xtask *x = &e->x[i];
-    kp_hash *outs = calloc((size_t)t->n_outputs + 1, sizeof *outs);
-    if (!outs)
-        return kp_errf(e->err, e->errlen, KP_ERR_NOMEM, "out of memory");
-    int rc = status == 0 ? hash_outputs(e, i, outs, &status) : 0;
-    kp_runlog_entry ent = {
-        t->id, x->key, x->params, res->start_ns, res->wall_ms, res->cpu_ms, res->rss_kb, status,
-        t->n_inputs, (const char *const *)t->inputs, x->in_hashes,
-        status == 0 ? t->n_outputs : 0, (const char *const *)t->outputs, outs,
-    };
-    /* a task killed by the interrupt did not fail: leave no failure on record */
-    if (rc == 0 && !(e->sum.interrupted && status >= 128))
-        rc = kp_runlog_record(e->rl, &ent, e->err, e->errlen);
-    free(outs);
+    if (status == 0 && outputs_written(e, i) < 0)
+        status = -1;
+    free(x->before);
+    x->before = NULL;
+    kp_progress_done(e->prog, t->id, status == 0, status, res->wall_ms, t->log_path);
+    if (status == 0)
+        start_ready(e);   /* refill the freed slot now: the rest is bookkeeping */
+    int rc = record(e, res, &status);
     if (rc < 0)
         return rc;
-    kp_progress_done(e->prog, t->id, status == 0, status, res->wall_ms, t->log_path);
     if (status != 0) {
         fail(e, i, status);
         return 0;
@@ -388,13 +470,7 @@ static int step(exec *e)
     int rc = settle_all(e);
     if (rc < 0)
         return rc;
-    if (e->r->ops->interrupted(e->r))
-        e->sum.interrupted = e->stopping = 1;
-    while (!e->stopping && e->n_ready > 0 && e->r->ops->can_start_more(e->r)) {
-        int i = e->ready[0];
-        memmove(e->ready, e->ready + 1, (size_t)--e->n_ready * sizeof *e->ready);
-        start(e, i);
-    }
+    start_ready(e);
     if (e->r->ops->running(e->r) == 0)
         return e->n_work > 0 ? 0 : 1;   /* a start failure may have unblocked nothing */
     kp_run_result res;
@@ -440,8 +516,10 @@ static int exec_init(exec *e, kp_graph *g, kp_fs *fs, const kp_exec_opts *o,
 
 static void exec_free(exec *e)
 {
-    for (int i = 0; e->x && i < e->n; i++)
+    for (int i = 0; e->x && i < e->n; i++) {
         free(e->x[i].in_hashes);
+        free(e->x[i].before);
+    }
     free(e->x);
     free(e->work);
     free(e->ready);

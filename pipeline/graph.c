@@ -7,12 +7,28 @@
 #include "../lib/buf.h"
 #include "../lib/err.h"
 
+/* Every string of every task but its command lives in big
+ * blocks freed with the graph, and a string repeated from task to task (the
+ * stage name, its folder, the working folder) or passed on from a
+ * producer's output to a reader's input is stored once. */
+typedef struct block {
+    struct block *next;
+    size_t used, cap;
+    char data[];
+} block;
+
+enum { LAST_NAME, LAST_BASE, LAST_CWD, LAST_DIR, N_LAST };
+
 struct kp_graph {
     kp_task *tasks;
     int n, cap;
     kp_strmap *ids;        /* id -> index */
     kp_strmap *producers;  /* output path -> index of the first task writing it */
+    block *blocks;         /* the strings, newest block first */
+    char *last[N_LAST];    /* the last string stored of each kind, to share */
 };
+
+#define BLOCK_SIZE 65536
 
 kp_graph *kp_graph_create(void)
 {
@@ -24,28 +40,39 @@ kp_graph *kp_graph_create(void)
     return g;
 }
 
-static void free_strings(char **v, int n)
+/* Returns a copy of s in the graph's blocks (freed with the graph), or NULL. */
+static char *store(kp_graph *g, const char *s)
 {
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
+    size_t n = strlen(s) + 1;
+    block *b = g->blocks;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > BLOCK_SIZE ? n : BLOCK_SIZE;
+        if (!(b = malloc(sizeof *b + cap)))
+            return NULL;
+        b->next = g->blocks, b->used = 0, b->cap = cap;
+        g->blocks = b;
+    }
+    char *copy = memcpy(b->data + b->used, s, n);
+    b->used += n;
+    return copy;
+}
+
+/* As store, but the same text as the last string of this kind is shared. */
+static char *store_shared(kp_graph *g, int kind, const char *s)
+{
+    if (!g->last[kind] || strcmp(g->last[kind], s) != 0)
+        g->last[kind] = store(g, s);
+    return g->last[kind];
 }
 
 static void task_free(kp_task *t)
 {
-    free(t->id);
-    free(t->stage_name);
-    free(t->stage_base);
-    free(t->param_text);
-    free_strings(t->inputs, t->n_inputs);
+    free(t->command);
+    free(t->inputs);
     free(t->external);
-    free_strings(t->outputs, t->n_outputs);
+    free(t->outputs);
     free(t->deps);
     free(t->users);
-    free(t->command);
-    free(t->cwd);
-    free(t->dir);
-    free(t->log_path);
 }
 
 void kp_graph_free(kp_graph *g)
@@ -57,16 +84,19 @@ void kp_graph_free(kp_graph *g)
     free(g->tasks);
     kp_strmap_free(g->ids);
     kp_strmap_free(g->producers);
+    for (block *b = g->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(g);
 }
 
-/* Replaces *field with a copy of value (NULL clears); 0 or KP_ERR_NOMEM. */
-static int set_str(char **field, const char *value)
+/* Sets *field to a stored copy of value (NULL clears); 0 or KP_ERR_NOMEM. */
+static int set_str(kp_graph *g, int kind, char **field, const char *value)
 {
     char *copy = NULL;
-    if (value && !(copy = strdup(value)))
+    if (value && !(copy = kind < 0 ? store(g, value) : store_shared(g, kind, value)))
         return KP_ERR_NOMEM;
-    free(*field);
     *field = copy;
     return 0;
 }
@@ -88,9 +118,14 @@ int kp_graph_add(kp_graph *g, const char *id, const char *stage_name, const char
     memset(t, 0, sizeof *t);
     t->stage = -1;
     t->part = part;
-    if (set_str(&t->id, id) < 0 || set_str(&t->stage_name, stage_name) < 0 ||
-        set_str(&t->stage_base, base ? base : stage_name) < 0 ||
-        set_str(&t->param_text, "") < 0 || kp_strmap_put(g->ids, id, g->n) < 0) {
+    t->param_text = (char *)"";
+    int rc = set_str(g, -1, &t->id, id);
+    if (rc == 0 && strcmp(stage_name, id) == 0)
+        t->stage_name = t->id;   /* a single task is called as its stage */
+    else if (rc == 0)
+        rc = set_str(g, LAST_NAME, &t->stage_name, stage_name);
+    if (rc < 0 || set_str(g, LAST_BASE, &t->stage_base, base ? base : stage_name) < 0 ||
+        kp_strmap_put(g->ids, id, g->n) < 0) {
         task_free(t);
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory adding task '%s'", id);
     }
@@ -98,38 +133,54 @@ int kp_graph_add(kp_graph *g, const char *id, const char *stage_name, const char
     return 0;
 }
 
-/* Appends a copy of s to the array *v of *n strings; 0 or KP_ERR_NOMEM. */
-static int push_str(char ***v, int *n, const char *s)
+/* Grows an array of n elements of size `size`, appended one at a time, when
+ * it is full: its capacity is the next power of two >= n.  0 or KP_ERR_NOMEM. */
+static int grow(void **v, int n, size_t size)
 {
-    char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
+    if (n & (n - 1))
+        return 0;
+    void *nv = realloc(*v, (n ? 2 * (size_t)n : 1) * size);
     if (!nv)
         return KP_ERR_NOMEM;
     *v = nv;
-    if (!(nv[*n] = strdup(s)))
+    return 0;
+}
+
+/* Appends s (stored already) to the array *v of *n strings; 0 or KP_ERR_NOMEM. */
+static int push_str(char ***v, int *n, char *s)
+{
+    if (!s || grow((void **)v, *n, sizeof **v) < 0)
         return KP_ERR_NOMEM;
-    (*n)++;
+    (*v)[(*n)++] = s;
     return 0;
 }
 
 static int push_int(int **v, int *n, int x)
 {
-    int *nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
-    if (!nv)
+    if (grow((void **)v, *n, sizeof **v) < 0)
         return KP_ERR_NOMEM;
-    *v = nv;
-    nv[(*n)++] = x;
+    (*v)[(*n)++] = x;
     return 0;
+}
+
+/* Appends the stored path s to task's inputs. */
+static int push_input(kp_graph *g, int task, char *s, int external)
+{
+    kp_task *t = &g->tasks[task];
+    if (grow((void **)&t->external, t->n_inputs, 1) < 0)
+        return KP_ERR_NOMEM;
+    t->external[t->n_inputs] = (unsigned char)(external != 0);
+    return push_str(&t->inputs, &t->n_inputs, s);
 }
 
 int kp_graph_add_input(kp_graph *g, int task, const char *path, int external)
 {
-    kp_task *t = &g->tasks[task];
-    unsigned char *ne = realloc(t->external, (size_t)(t->n_inputs + 1));
-    if (!ne)
-        return KP_ERR_NOMEM;
-    t->external = ne;
-    ne[t->n_inputs] = (unsigned char)(external != 0);
-    return push_str(&t->inputs, &t->n_inputs, path);
+    return push_input(g, task, store(g, path), external);
+}
+
+int kp_graph_add_input_from(kp_graph *g, int task, int from, int output)
+{
+    return push_input(g, task, g->tasks[from].outputs[output], 0);
 }
 
 int kp_graph_add_output(kp_graph *g, int task, const char *path)
@@ -137,7 +188,7 @@ int kp_graph_add_output(kp_graph *g, int task, const char *path)
     kp_task *t = &g->tasks[task];
     if (kp_strmap_get(g->producers, path) < 0 && kp_strmap_put(g->producers, path, task) < 0)
         return KP_ERR_NOMEM;
-    return push_str(&t->outputs, &t->n_outputs, path);
+    return push_str(&t->outputs, &t->n_outputs, store(g, path));
 }
 
 int kp_graph_add_dep(kp_graph *g, int task, int dep)
@@ -151,19 +202,39 @@ int kp_graph_add_dep(kp_graph *g, int task, int dep)
 
 int kp_graph_set_params(kp_graph *g, int task, const char *text)
 {
-    return set_str(&g->tasks[task].param_text, text);
+    return set_str(g, -1, &g->tasks[task].param_text, text);
+}
+
+int kp_graph_reserve(kp_graph *g, int n)
+{
+    if (n <= g->cap)
+        return 0;
+    kp_task *nt = realloc(g->tasks, (size_t)n * sizeof *nt);
+    if (!nt)
+        return KP_ERR_NOMEM;
+    g->tasks = nt;
+    g->cap = n;
+    return 0;
 }
 
 int kp_graph_set_command(kp_graph *g, int task, const char *command, const char *cwd)
 {
     kp_task *t = &g->tasks[task];
-    return set_str(&t->command, command) < 0 || set_str(&t->cwd, cwd) < 0 ? KP_ERR_NOMEM : 0;
+    char *copy = NULL;   /* on the heap: tests replace it */
+    if ((command && !(copy = strdup(command))) || set_str(g, LAST_CWD, &t->cwd, cwd) < 0) {
+        free(copy);
+        return KP_ERR_NOMEM;
+    }
+    free(t->command);
+    t->command = copy;
+    return 0;
 }
 
 int kp_graph_set_files(kp_graph *g, int task, const char *dir, const char *log_path)
 {
     kp_task *t = &g->tasks[task];
-    return set_str(&t->dir, dir) < 0 || set_str(&t->log_path, log_path) < 0 ? KP_ERR_NOMEM : 0;
+    return set_str(g, LAST_DIR, &t->dir, dir) < 0 || set_str(g, -1, &t->log_path, log_path) < 0
+               ? KP_ERR_NOMEM : 0;
 }
 
 /* ---- checks ---- */

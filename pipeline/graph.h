@@ -41,6 +41,9 @@ typedef struct kp_graph kp_graph;
 /* Returns a new empty graph, or NULL on allocation failure; free with kp_graph_free. */
 kp_graph *kp_graph_create(void);
 
+/* Makes room for n tasks in all (optional: saves regrowing); 0 or KP_ERR_NOMEM. */
+int kp_graph_reserve(kp_graph *g, int n);
+
 /* Frees the graph and every task; NULL is accepted. */
 void kp_graph_free(kp_graph *g);
 
@@ -51,6 +54,10 @@ int kp_graph_add(kp_graph *g, const char *id, const char *stage_name, const char
 
 /* Adds an input path (copied); external = 1 for a file no task produces. */
 int kp_graph_add_input(kp_graph *g, int task, const char *path, int external);
+
+/* Adds output number `output` of task `from` as an internal input of task
+ * (its path shared, not copied). */
+int kp_graph_add_input_from(kp_graph *g, int task, int from, int output);
 
 /* Adds an output path (copied). */
 int kp_graph_add_output(kp_graph *g, int task, const char *path);
@@ -89,8 +96,9 @@ int kp_graph_build(const kp_config *cfg, kp_graph **out, char *err, size_t errle
 
 /* Writes the param text of a task into out (graph_build.c): kpipe version,
  * stage type, task id, canonical opts, params and competition, and the
- * command line with the run and config folders as {run_dir}, {config_dir}. */
+ * command line with the run and config folders as {run_dir}, {config_dir}.
+ * comp is kp_config_competition_canonical's text, or NULL to make it here. */
 int kp_graph_param_text(const kp_config *cfg, const kp_stage *st, const char *task_id,
-                        const char *command, kp_buf *out);
+                        const char *command, const char *comp, kp_buf *out);
 
 #endif

@@ -1,7 +1,12 @@
-/* runlog.c - the run log and content-hash cache (format in runlog.h). */
+/* runlog.c - the run log and content-hash cache (format in runlog.h).
+ *
+ * Loading is one pass over the file text, which stays in memory: task ids
+ * and paths are unescaped in place and borrowed from it, and every hash of
+ * the file goes into one array sized from the file's length, so a loaded
+ * line costs no allocation but its map entry.
+ */
 #include "runlog.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,26 +17,32 @@
 
 #define MIN_COMPACT_LINES 100
 #define COMPACT_RATIO 3
-#define MAX_FIELDS 100000
+#define HEXLEN 32                 /* a hash in the file: 32 hex digits */
+#define MAX_FILES_PER_TASK 1000000
 
-/* An owned copy of a kp_runlog_entry: e's pointers point into the arrays. */
+/* An entry: e's strings and arrays are borrowed from the loaded text and
+ * arena, or owned (recorded in this process). */
 typedef struct stored {
     kp_runlog_entry e;
-    char *task;
-    char **in_paths, **out_paths;
-    kp_hash *in_hashes, *out_hashes;
+    char *task;                   /* owned copy of e.task, or NULL */
+    kp_hash *hashes;              /* owned in + out hashes, or NULL */
 } stored;
 
 typedef struct cached {
-    char *path;
+    const char *path;             /* borrowed from the text, or == owned */
+    char *owned;
     kp_fstat st;
     kp_hash hash;
+    int seen;                     /* looked up (stat'ed) by this process */
 } cached;
 
 struct kp_runlog {
     kp_fs *fs;
     char *path;
     int read_only, discarded;
+    char *text;                   /* the file as loaded (strings borrowed from it) */
+    kp_hash *arena;               /* the loaded entries' hashes */
+    size_t arena_used, arena_cap;
     stored *tasks;
     int n_tasks, cap_tasks;
     kp_strmap *task_ix;
@@ -42,90 +53,64 @@ struct kp_runlog {
     int junk;     /* malformed or torn lines seen on load */
 };
 
-/* ---- owned entries ---- */
+/* ---- entries and cache lines in memory ---- */
 
 static void stored_free(stored *s)
 {
     free(s->task);
-    for (int i = 0; s->in_paths && i < s->e.n_inputs; i++)
-        free(s->in_paths[i]);
-    for (int i = 0; s->out_paths && i < s->e.n_outputs; i++)
-        free(s->out_paths[i]);
-    free(s->in_paths);
-    free(s->out_paths);
-    free(s->in_hashes);
-    free(s->out_hashes);
+    free(s->hashes);
     memset(s, 0, sizeof *s);
 }
 
-static int copy_files(int n, const char *const *paths, const kp_hash *hashes,
-                      char ***out_paths, kp_hash **out_hashes)
+/* Stores s (its ownership moves in), replacing the task's earlier entry. */
+static int put_stored(kp_runlog *rl, stored *s)
 {
-    *out_paths = calloc((size_t)n + 1, sizeof **out_paths);
-    *out_hashes = malloc(((size_t)n + 1) * sizeof **out_hashes);
-    if (!*out_paths || !*out_hashes)
-        return KP_ERR_NOMEM;
-    for (int i = 0; i < n; i++) {
-        if (!((*out_paths)[i] = strdup(paths[i])))
-            return KP_ERR_NOMEM;
-        (*out_hashes)[i] = hashes[i];
-    }
-    return 0;
-}
-
-/* Fills s with a deep copy of e; on failure s is freed. */
-static int stored_copy(stored *s, const kp_runlog_entry *e)
-{
-    memset(s, 0, sizeof *s);
-    s->e = *e;
-    int rc = (s->task = strdup(e->task)) ? 0 : KP_ERR_NOMEM;
-    if (rc == 0)
-        rc = copy_files(e->n_inputs, e->in_paths, e->in_hashes, &s->in_paths, &s->in_hashes);
-    if (rc == 0)
-        rc = copy_files(e->n_outputs, e->out_paths, e->out_hashes, &s->out_paths, &s->out_hashes);
-    if (rc < 0) {
-        stored_free(s);   /* the path arrays are zeroed, so this frees what was copied */
-        return rc;
-    }
-    s->e.task = s->task;
-    s->e.in_paths = (const char *const *)s->in_paths;
-    s->e.in_hashes = s->in_hashes;
-    s->e.out_paths = (const char *const *)s->out_paths;
-    s->e.out_hashes = s->out_hashes;
-    return 0;
-}
-
-/* Stores a copy of e, replacing the task's earlier entry. */
-static int put_entry(kp_runlog *rl, const kp_runlog_entry *e)
-{
-    stored s;
-    if (stored_copy(&s, e) < 0)
-        return KP_ERR_NOMEM;
-    int i = kp_strmap_get(rl->task_ix, e->task);
+    int i = kp_strmap_get(rl->task_ix, s->e.task);
     if (i >= 0) {
         stored_free(&rl->tasks[i]);
-        rl->tasks[i] = s;
+        rl->tasks[i] = *s;
         return 0;
     }
     if (rl->n_tasks == rl->cap_tasks) {
         int cap = rl->cap_tasks ? rl->cap_tasks * 2 : 64;
         stored *nt = realloc(rl->tasks, (size_t)cap * sizeof *nt);
-        if (!nt) {
-            stored_free(&s);
-            return KP_ERR_NOMEM;
-        }
+        if (!nt)
+            goto fail;
         rl->tasks = nt;
         rl->cap_tasks = cap;
     }
-    if (kp_strmap_put(rl->task_ix, e->task, rl->n_tasks) < 0) {
+    if (kp_strmap_put(rl->task_ix, s->e.task, rl->n_tasks) < 0)
+        goto fail;
+    rl->tasks[rl->n_tasks++] = *s;
+    return 0;
+fail:
+    stored_free(s);
+    return KP_ERR_NOMEM;
+}
+
+/* Stores an owned copy of e (its paths are not kept). */
+static int put_copy(kp_runlog *rl, const kp_runlog_entry *e)
+{
+    int n = e->n_inputs + e->n_outputs;
+    stored s = { *e, strdup(e->task), malloc(((size_t)n + 1) * sizeof(kp_hash)) };
+    if (!s.task || !s.hashes) {
         stored_free(&s);
         return KP_ERR_NOMEM;
     }
-    rl->tasks[rl->n_tasks++] = s;
-    return 0;
+    if (e->n_inputs)
+        memcpy(s.hashes, e->in_hashes, (size_t)e->n_inputs * sizeof *s.hashes);
+    if (e->n_outputs)
+        memcpy(s.hashes + e->n_inputs, e->out_hashes, (size_t)e->n_outputs * sizeof *s.hashes);
+    s.e.task = s.task;
+    s.e.in_paths = s.e.out_paths = NULL;
+    s.e.in_hashes = s.hashes;
+    s.e.out_hashes = s.hashes + e->n_inputs;
+    return put_stored(rl, &s);
 }
 
-static int put_cached(kp_runlog *rl, const char *path, const kp_fstat *st, kp_hash h)
+/* Sets the cache line of path (borrowed if `borrowed`, else copied). */
+static int put_cached(kp_runlog *rl, const char *path, int borrowed, const kp_fstat *st,
+                      kp_hash h)
 {
     int i = kp_strmap_get(rl->file_ix, path);
     if (i < 0) {
@@ -137,73 +122,120 @@ static int put_cached(kp_runlog *rl, const char *path, const kp_fstat *st, kp_ha
             rl->files = nf;
             rl->cap_files = cap;
         }
-        char *p = strdup(path);
-        if (!p || kp_strmap_put(rl->file_ix, path, rl->n_files) < 0) {
-            free(p);
+        char *copy = borrowed ? NULL : strdup(path);
+        if ((!borrowed && !copy) || kp_strmap_put(rl->file_ix, path, rl->n_files) < 0) {
+            free(copy);
             return KP_ERR_NOMEM;
         }
         i = rl->n_files++;
-        rl->files[i].path = p;
+        rl->files[i].path = borrowed ? path : copy;
+        rl->files[i].owned = copy;
     }
     rl->files[i].st = *st;
     rl->files[i].hash = h;
+    rl->files[i].seen = !borrowed;   /* a loaded line is not a lookup of this process */
     return 0;
 }
 
-/* ---- text form ---- */
+/* ---- writing lines ---- */
 
 static int add_escaped(kp_buf *b, const char *s)
 {
-    for (; *s; s++) {
-        const char *esc = *s == '\t' ? "\\t" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" :
-                          *s == '\\' ? "\\\\" : NULL;
-        if (esc ? kp_buf_adds(b, esc) < 0 : kp_buf_add(b, s, 1) < 0)
+    for (;;) {
+        size_t n = strcspn(s, "\t\n\r\\");
+        if (kp_buf_add(b, s, n) < 0)
             return KP_ERR_NOMEM;
+        s += n;
+        if (!*s)
+            return 0;
+        const char *esc = *s == '\t' ? "\\t" : *s == '\n' ? "\\n" : *s == '\r' ? "\\r" : "\\\\";
+        if (kp_buf_add(b, esc, 2) < 0)
+            return KP_ERR_NOMEM;
+        s++;
     }
-    return 0;
 }
 
 static int add_hash(kp_buf *b, kp_hash h)
 {
-    char hex[KP_HASH_HEXLEN];
-    kp_hash_hex(h, hex);
-    return kp_buf_printf(b, "\t%s", hex);
+    static const char digits[] = "0123456789abcdef";
+    char hex[HEXLEN + 1];
+    hex[0] = '\t';
+    for (int i = 0; i < 16; i++) {
+        hex[1 + i] = digits[(h.hi >> (60 - 4 * i)) & 15];
+        hex[17 + i] = digits[(h.lo >> (60 - 4 * i)) & 15];
+    }
+    return kp_buf_add(b, hex, sizeof hex);
 }
 
-static int add_files(kp_buf *b, int n, const char *const *paths, const kp_hash *hashes)
+/* Appends "\t" and n in decimal. */
+static int add_int(kp_buf *b, int64_t n)
 {
-    for (int i = 0; i < n; i++)
-        if (kp_buf_adds(b, "\t") < 0 || add_escaped(b, paths[i]) < 0 || add_hash(b, hashes[i]) < 0)
-            return KP_ERR_NOMEM;
-    return 0;
+    char s[24], *p = s + sizeof s;
+    uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) > 0);
+    if (n < 0)
+        *--p = '-';
+    *--p = '\t';
+    return kp_buf_add(b, p, (size_t)(s + sizeof s - p));
 }
 
 static int format_entry(kp_buf *b, const kp_runlog_entry *e)
 {
-    if (kp_buf_adds(b, "T\t") < 0 || add_escaped(b, e->task) < 0 || add_hash(b, e->key) < 0 ||
-        add_hash(b, e->params) < 0 ||
-        kp_buf_printf(b, "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%d\t%d\t%d",
-                      e->start_ns, e->wall_ms, e->cpu_ms, e->rss_kb, e->exit_status,
-                      e->n_inputs, e->n_outputs) < 0 ||
-        add_files(b, e->n_inputs, e->in_paths, e->in_hashes) < 0 ||
-        add_files(b, e->n_outputs, e->out_paths, e->out_hashes) < 0)
-        return KP_ERR_NOMEM;
-    return kp_buf_adds(b, "\n");
+    int bad = kp_buf_adds(b, "T\t") < 0 || add_escaped(b, e->task) < 0 ||
+              add_hash(b, e->key) < 0 || add_hash(b, e->params) < 0 ||
+              add_int(b, e->start_ns) < 0 || add_int(b, e->wall_ms) < 0 ||
+              add_int(b, e->cpu_ms) < 0 || add_int(b, e->rss_kb) < 0 ||
+              add_int(b, e->exit_status) < 0 || add_int(b, e->n_inputs) < 0 ||
+              add_int(b, e->n_outputs) < 0;
+    for (int i = 0; !bad && i < e->n_inputs; i++)
+        bad = add_hash(b, e->in_hashes[i]) < 0;
+    for (int i = 0; !bad && i < e->n_outputs; i++)
+        bad = add_hash(b, e->out_hashes[i]) < 0;
+    return bad || kp_buf_adds(b, "\n") < 0 ? KP_ERR_NOMEM : 0;
 }
 
 static int format_cached(kp_buf *b, const cached *c)
 {
     if (kp_buf_adds(b, "H\t") < 0 || add_escaped(b, c->path) < 0 ||
-        kp_buf_printf(b, "\t%" PRIu64 "\t%" PRIu64 "\t%" PRId64 "\t%" PRId64, c->st.dev,
-                      c->st.ino, c->st.size, c->st.mtime_ns) < 0 || add_hash(b, c->hash) < 0)
+        add_int(b, (int64_t)c->st.dev) < 0 || add_int(b, (int64_t)c->st.ino) < 0 ||
+        add_int(b, c->st.size) < 0 || add_int(b, c->st.mtime_ns) < 0 ||
+        add_hash(b, c->hash) < 0)
         return KP_ERR_NOMEM;
     return kp_buf_adds(b, "\n");
+}
+
+/* ---- reading lines ---- */
+
+/* A line being read: fields are separated by tabs and end at `end` (its '\n'). */
+typedef struct line {
+    char *p, *end;
+    int bad;
+} line;
+
+/* Returns the next field, NUL-terminated in place, or NULL (and bad) if none is left. */
+static char *field(line *l, size_t *len)
+{
+    char *f = l->p;
+    if (l->bad || f > l->end) {
+        l->bad = 1;
+        return NULL;
+    }
+    char *tab = memchr(f, '\t', (size_t)(l->end - f));
+    char *stop = tab ? tab : l->end;
+    *stop = 0;
+    *len = (size_t)(stop - f);
+    l->p = stop + 1;
+    return f;
 }
 
 /* Undoes add_escaped in place; 0, or -1 on a bad escape. */
 static int unescape(char *s)
 {
-    char *o = s;
+    char *o;
+    if (!(s = o = strchr(s, '\\')))
+        return 0;
     for (; *s; s++) {
         if (*s != '\\') {
             *o++ = *s;
@@ -220,107 +252,139 @@ static int unescape(char *s)
     return 0;
 }
 
-static int parse_i64(const char *s, int64_t *out)
+static int read_text(line *l, const char **out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return -1;
-    *out = v;
+    size_t n;
+    char *f = field(l, &n);
+    if (!f || unescape(f) < 0)
+        return l->bad = 1, -1;
+    *out = f;
     return 0;
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+static int read_int(line *l, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || *s == '-')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Splits a line into tab-separated fields (in place); returns the count or -1. */
-static int split(char *line, char ***fields)
-{
-    int n = 1;
-    for (const char *p = line; *p; p++)
-        n += *p == '\t';
-    if (n > MAX_FIELDS || !(*fields = malloc((size_t)n * sizeof **fields)))
-        return -1;
-    int i = 0;
-    for (char *p = line;; p++) {
-        (*fields)[i++] = p;
-        if (!(p = strchr(p, '\t')))
-            break;
-        *p = 0;
+    size_t n;
+    const char *f = field(l, &n);
+    int neg = f && *f == '-';
+    uint64_t v = 0;
+    if (!f || n == (size_t)neg || n > 19u + (size_t)neg)
+        return l->bad = 1, -1;
+    for (size_t i = neg; i < n; i++) {
+        if (f[i] < '0' || f[i] > '9')
+            return l->bad = 1, -1;
+        v = v * 10 + (uint64_t)(f[i] - '0');
     }
-    return n;
+    *out = (int64_t)(neg ? 0 - v : v);   /* modular: dev and ino may use all 64 bits */
+    return 0;
 }
 
-/* Parses n path/hash pairs from f into paths/hashes (borrowing f's strings). */
-static int parse_files(char **f, int n, const char **paths, kp_hash *hashes)
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Parses 8 lowercase hex digits at s into *out, all 8 bytes at once; -1 if
+ * one is not a digit. */
+static int hex32(const char *s, uint32_t *out)
 {
-    for (int i = 0; i < n; i++) {
-        if (unescape(f[2 * i]) < 0 || kp_hash_parse(f[2 * i + 1], &hashes[i]) < 0)
+    const uint64_t ones = 0x0101010101010101ull, high = 0x80 * ones;
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t digit = (v + 0x50 * ones) & ~(v + 0x46 * ones);    /* bytes 0x30..0x39 */
+    uint64_t letter = (v + 0x1f * ones) & ~(v + 0x19 * ones);   /* bytes 0x61..0x66 */
+    if ((v & high) || ((digit | letter) & high) != high)
+        return -1;
+    uint64_t x = (v & 0x0f * ones) + ((letter & high) >> 7) * 9;   /* a nibble per byte */
+    x = (x << 4 | x >> 8) & 0x00ff00ff00ff00ffull;                /* the first digit highest */
+    x = (x << 8 | x >> 16) & 0x0000ffff0000ffffull;
+    *out = (uint32_t)(x << 16 | x >> 32);
+    return 0;
+}
+#else
+static int hex32(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
             return -1;
-        paths[i] = f[2 * i];
+        v = v << 4 | (uint32_t)d;
     }
+    *out = v;
+    return 0;
+}
+#endif
+
+/* Reads a hash field: 32 hex digits, then a tab or the end of the line. */
+static int read_hash(line *l, kp_hash *out)
+{
+    const char *f = l->p;
+    uint32_t w[4];
+    if (l->bad || l->end - f < HEXLEN || (f + HEXLEN < l->end && f[HEXLEN] != '\t') ||
+        hex32(f, &w[0]) < 0 || hex32(f + 8, &w[1]) < 0 || hex32(f + 16, &w[2]) < 0 ||
+        hex32(f + 24, &w[3]) < 0)
+        return l->bad = 1, -1;
+    out->hi = (uint64_t)w[0] << 32 | w[1];
+    out->lo = (uint64_t)w[2] << 32 | w[3];
+    l->p = (char *)f + HEXLEN + 1;
     return 0;
 }
 
-static int parse_task(kp_runlog *rl, char **f, int n)
+/* Parses the rest of a "T" line into an entry borrowing the text and arena. */
+static int parse_task(kp_runlog *rl, line *l)
 {
     kp_runlog_entry e = { 0 };
-    int64_t v[8];
-    if (n < 11 || unescape(f[1]) < 0 || kp_hash_parse(f[2], &e.key) < 0 ||
-        kp_hash_parse(f[3], &e.params) < 0)
-        return -1;
+    int64_t v[7];
+    read_text(l, &e.task);
+    read_hash(l, &e.key);
+    read_hash(l, &e.params);
     for (int i = 0; i < 7; i++)
-        if (parse_i64(f[4 + i], &v[i]) < 0)
-            return -1;
-    if (v[4] < -1000 || v[4] > 1000 || v[5] < 0 || v[6] < 0 || 11 + 2 * (v[5] + v[6]) != n)
+        read_int(l, &v[i]);
+    if (l->bad || v[4] < -1000 || v[4] > 1000 || v[5] < 0 || v[6] < 0 ||
+        v[5] > MAX_FILES_PER_TASK || v[6] > MAX_FILES_PER_TASK ||
+        rl->arena_used + (size_t)(v[5] + v[6]) > rl->arena_cap)
         return -1;
-    e.task = f[1];
     e.start_ns = v[0], e.wall_ms = v[1], e.cpu_ms = v[2], e.rss_kb = v[3];
     e.exit_status = (int)v[4];
     e.n_inputs = (int)v[5], e.n_outputs = (int)v[6];
-    const char **paths = malloc((size_t)(e.n_inputs + e.n_outputs + 1) * sizeof *paths);
-    kp_hash *hashes = malloc((size_t)(e.n_inputs + e.n_outputs + 1) * sizeof *hashes);
-    int rc = -1;
-    if (paths && hashes && parse_files(f + 11, e.n_inputs + e.n_outputs, paths, hashes) == 0) {
-        e.in_paths = paths, e.in_hashes = hashes;
-        e.out_paths = paths + e.n_inputs, e.out_hashes = hashes + e.n_inputs;
-        rc = put_entry(rl, &e) < 0 ? KP_ERR_NOMEM : 0;
-    }
-    free(paths);
-    free(hashes);
-    return rc;
+    kp_hash *h = rl->arena + rl->arena_used;
+    for (int i = 0; i < e.n_inputs + e.n_outputs; i++)
+        read_hash(l, &h[i]);
+    if (l->bad || l->p <= l->end)   /* a field missing, or one too many */
+        return -1;
+    rl->arena_used += (size_t)(e.n_inputs + e.n_outputs);
+    e.in_hashes = h;
+    e.out_hashes = h + e.n_inputs;
+    stored s = { e, NULL, NULL };
+    return put_stored(rl, &s) < 0 ? KP_ERR_NOMEM : 0;
 }
 
-static int parse_cached(kp_runlog *rl, char **f, int n)
+/* Parses the rest of an "H" line into the cache (the path borrowed). */
+static int parse_cached(kp_runlog *rl, line *l)
 {
     kp_fstat st = { .exists = 1 };
+    int64_t dev, ino;
+    const char *path;
     kp_hash h;
-    if (n != 7 || unescape(f[1]) < 0 || parse_u64(f[2], &st.dev) < 0 ||
-        parse_u64(f[3], &st.ino) < 0 || parse_i64(f[4], &st.size) < 0 ||
-        parse_i64(f[5], &st.mtime_ns) < 0 || kp_hash_parse(f[6], &h) < 0)
+    read_text(l, &path);
+    read_int(l, &dev);
+    read_int(l, &ino);
+    read_int(l, &st.size);
+    read_int(l, &st.mtime_ns);
+    read_hash(l, &h);
+    if (l->bad || l->p <= l->end)
         return -1;
-    return put_cached(rl, f[1], &st, h) < 0 ? KP_ERR_NOMEM : 0;
+    st.dev = (uint64_t)dev, st.ino = (uint64_t)ino;
+    return put_cached(rl, path, 1, &st, h) < 0 ? KP_ERR_NOMEM : 0;
 }
 
-/* Parses one complete line; a malformed one counts as junk. */
-static int parse_line(kp_runlog *rl, char *line)
+/* Parses one complete line (start..end, end at its '\n'); a malformed one counts as junk. */
+static int parse_line(kp_runlog *rl, char *start, char *end)
 {
-    char **f = NULL;
-    int n = split(line, &f), rc = -1;
-    if (n > 0 && strcmp(f[0], "T") == 0)
-        rc = parse_task(rl, f, n);
-    else if (n > 0 && strcmp(f[0], "H") == 0)
-        rc = parse_cached(rl, f, n);
-    free(f);
+    line l = { start + 2, end, 0 };
+    int rc = -1;
+    if (end - start >= 2 && start[1] == '\t' && start[0] == 'T')
+        rc = parse_task(rl, &l);
+    else if (end - start >= 2 && start[1] == '\t' && start[0] == 'H')
+        rc = parse_cached(rl, &l);
     if (rc == KP_ERR_NOMEM)
         return rc;
     rl->lines++;
@@ -328,23 +392,36 @@ static int parse_line(kp_runlog *rl, char *line)
     return 0;
 }
 
-/* Parses the file text; a bad header discards it all, a torn tail is junk. */
-static int parse_text(kp_runlog *rl, char *text)
+/* Parses the file text (n bytes); a bad header discards it all, a torn tail is junk. */
+static int parse_text(kp_runlog *rl, char *text, size_t n)
 {
-    char *eol = strchr(text, '\n');
-    if (!eol || (size_t)(eol - text) != strlen(KP_RUNLOG_HEADER) ||
-        strncmp(text, KP_RUNLOG_HEADER, (size_t)(eol - text)) != 0) {
+    size_t hl = strlen(KP_RUNLOG_HEADER);
+    char *end = text + strnlen(text, n);
+    if ((size_t)(end - text) <= hl || memcmp(text, KP_RUNLOG_HEADER, hl) != 0 || text[hl] != '\n') {
         rl->discarded = 1;
         return 0;
     }
-    for (char *line = eol + 1; *line; line = eol + 1) {
-        if (!(eol = strchr(line, '\n'))) {
+    int lines = 0;
+    for (const char *p = text; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        lines++;
+    /* room for every line at once (pages never touched cost nothing); the
+     * file holds no more hashes than it has bytes for */
+    rl->arena_cap = (size_t)(end - text) / (HEXLEN + 1) + 1;
+    rl->tasks = malloc((size_t)lines * sizeof *rl->tasks);
+    rl->files = malloc((size_t)lines * sizeof *rl->files);
+    rl->arena = malloc(rl->arena_cap * sizeof *rl->arena);
+    if (!rl->tasks || !rl->files || !rl->arena)
+        return KP_ERR_NOMEM;
+    rl->cap_tasks = rl->cap_files = lines;
+    for (char *p = text + hl + 1; p < end;) {
+        char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol) {
             rl->junk++;   /* torn last line: the writer died mid-append */
             break;
         }
-        *eol = 0;
-        if (parse_line(rl, line) < 0)
+        if (parse_line(rl, p, eol) < 0)
             return KP_ERR_NOMEM;
+        p = eol + 1;
     }
     return 0;
 }
@@ -354,16 +431,15 @@ static int parse_text(kp_runlog *rl, char *text)
 static int load(kp_runlog *rl, int *exists, char *err, size_t errlen)
 {
     kp_fstat st;
+    size_t len = 0;
     int rc = kp_fs_stat(rl->fs, rl->path, &st, err, errlen);
     *exists = st.exists;
     if (rc < 0 || !st.exists)
         return rc;
-    char *text = NULL;
-    if ((rc = rl->fs->ops->read(rl->fs, rl->path, &text, NULL, err, errlen)) < 0)
+    if ((rc = rl->fs->ops->read(rl->fs, rl->path, &rl->text, &len, err, errlen)) < 0)
         return rc;
-    if ((rc = parse_text(rl, text)) < 0)
+    if ((rc = parse_text(rl, rl->text, len)) < 0)
         kp_errf(err, errlen, rc, "%s: out of memory", rl->path);
-    free(text);
     return rc;
 }
 
@@ -408,11 +484,13 @@ void kp_runlog_close(kp_runlog *rl)
     for (int i = 0; i < rl->n_tasks; i++)
         stored_free(&rl->tasks[i]);
     for (int i = 0; i < rl->n_files; i++)
-        free(rl->files[i].path);
+        free(rl->files[i].owned);
     free(rl->tasks);
     free(rl->files);
     kp_strmap_free(rl->task_ix);
     kp_strmap_free(rl->file_ix);
+    free(rl->arena);
+    free(rl->text);
     free(rl->path);
     free(rl);
 }
@@ -445,7 +523,7 @@ int kp_runlog_record(kp_runlog *rl, const kp_runlog_entry *e, char *err, size_t 
 {
     kp_buf b;
     kp_buf_init(&b, 0);
-    int rc = format_entry(&b, e) < 0 || put_entry(rl, e) < 0 ? KP_ERR_NOMEM : 0;
+    int rc = format_entry(&b, e) < 0 || put_copy(rl, e) < 0 ? KP_ERR_NOMEM : 0;
     if (rc < 0)
         kp_errf(err, errlen, rc, "out of memory recording task %s", e->task);
     else
@@ -460,7 +538,9 @@ static int same_stat(const kp_fstat *a, const kp_fstat *b)
            a->mtime_ns == b->mtime_ns;
 }
 
-int kp_runlog_file_hash(kp_runlog *rl, const char *path, kp_hash *out, char *err, size_t errlen)
+/* kp_runlog_file_hash with path's cache line i (-1: none) looked up already. */
+static int file_hash(kp_runlog *rl, const char *path, int i, kp_hash *out, char *err,
+                     size_t errlen)
 {
     kp_fstat st;
     int rc = kp_fs_stat(rl->fs, path, &st, err, errlen);
@@ -469,23 +549,39 @@ int kp_runlog_file_hash(kp_runlog *rl, const char *path, kp_hash *out, char *err
     if (!st.exists || st.is_dir)
         return kp_errf(err, errlen, KP_ERR_NOTFOUND, "%s: %s", path,
                        st.exists ? "is a directory" : "no such file");
-    int i = kp_strmap_get(rl->file_ix, path);
     if (i >= 0 && same_stat(&rl->files[i].st, &st)) {
         *out = rl->files[i].hash;
+        rl->files[i].seen = 1;
         return 0;
     }
     if ((rc = kp_fs_hash(rl->fs, path, out, err, errlen)) < 0)
         return rc;
     kp_buf b;
     kp_buf_init(&b, 0);
-    cached c = { (char *)path, st, *out };
-    rc = put_cached(rl, path, &st, *out) < 0 || format_cached(&b, &c) < 0 ? KP_ERR_NOMEM : 0;
+    cached c = { path, NULL, st, *out, 1 };
+    rc = put_cached(rl, path, 0, &st, *out) < 0 || format_cached(&b, &c) < 0 ? KP_ERR_NOMEM : 0;
     if (rc < 0)
         kp_errf(err, errlen, rc, "%s: out of memory", path);
     else
         rc = append(rl, &b, err, errlen);
     kp_buf_free(&b);
     return rc;
+}
+
+int kp_runlog_file_hash(kp_runlog *rl, const char *path, kp_hash *out, char *err, size_t errlen)
+{
+    return file_hash(rl, path, kp_strmap_get(rl->file_ix, path), out, err, errlen);
+}
+
+int kp_runlog_file_hash_seen(kp_runlog *rl, const char *path, kp_hash *out, char *err,
+                             size_t errlen)
+{
+    int i = kp_strmap_get(rl->file_ix, path);
+    if (i >= 0 && rl->files[i].seen) {
+        *out = rl->files[i].hash;
+        return 0;
+    }
+    return file_hash(rl, path, i, out, err, errlen);
 }
 
 /* Appends the cache line of c if the file is still as recorded. */

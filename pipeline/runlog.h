@@ -1,15 +1,18 @@
 /* runlog.h - what ran, with what key, and the content-hash cache (RUN_DIR/.kpipe/runlog).
  *
- * A text file after ninja's .ninja_log: the first line is "# kpipe runlog v1";
+ * A text file after ninja's .ninja_log: the first line is "# kpipe runlog v2";
  * then one line per finished task ("T", tab-separated: id, cache key, param
  * hash, start ns, wall ms, CPU ms, peak RSS KB, exit status, input count,
- * output count, then path and hash of each input and output) and one line
- * per hashed file ("H": path, dev, ino, size, mtime ns, content hash).  The
- * last line for a task or path wins.  Lines are appended with one write()
- * and no fsync: a lost line only means a task re-runs.  A log of an unknown
- * version, or with a garbage header, is discarded and rebuilt (not an
- * error); a torn last line (no newline) and malformed lines are ignored.
- * kp_runlog_compact() rewrites the file atomically once it has grown.
+ * output count, then the content hash of each input and each output, in the
+ * task's order) and one line per hashed file ("H": path, dev, ino, size,
+ * mtime ns, content hash).  Hashes are 32 hex digits, numbers decimal.  A
+ * task line holds no paths: the graph knows them (by position), and the
+ * H lines hold each file's path once.  The last line for a task or path
+ * wins.  Lines are appended with one write() and no fsync: a lost line only
+ * means a task re-runs.  A log of an unknown version (v1 included), or with
+ * a garbage header, is discarded and rebuilt (not an error); a torn last
+ * line (no newline) and malformed lines are ignored.  kp_runlog_compact()
+ * rewrites the file atomically once it has grown.
  *
  * The hash cache trusts a file's recorded content hash while its (dev, ino,
  * size, mtime_ns) are unchanged, as DVC does, so a no-op run reads no data.
@@ -22,9 +25,11 @@
 #include "fs.h"
 #include "../lib/hash.h"
 
-#define KP_RUNLOG_HEADER "# kpipe runlog v1"
+#define KP_RUNLOG_HEADER "# kpipe runlog v2"
 
-/* One finished task.  Recorded entries are copied; found ones are borrowed. */
+/* One finished task.  Recorded entries are copied, except in_paths and
+ * out_paths, which are not stored: they are NULL in found entries.  Found
+ * entries are borrowed. */
 typedef struct kp_runlog_entry {
     const char *task;
     kp_hash key;              /* hash of param text + input content hashes */
@@ -63,6 +68,14 @@ int kp_runlog_record(kp_runlog *rl, const kp_runlog_entry *e, char *err, size_t 
 /* Content hash of path: from the cache while its stat is unchanged, else
  * read and hashed (and the cache line appended).  KP_ERR_NOTFOUND if absent. */
 int kp_runlog_file_hash(kp_runlog *rl, const char *path, kp_hash *out, char *err, size_t errlen);
+
+/* As kp_runlog_file_hash, but a path this process has already looked up
+ * (with either function) is served from memory without a stat: one stat per
+ * file in a run where each output is looked up again as an input of every
+ * task that reads it.  kp_runlog_file_hash always stats, so hashing a task's
+ * outputs with it after the task ran keeps what is served here current. */
+int kp_runlog_file_hash_seen(kp_runlog *rl, const char *path, kp_hash *out, char *err,
+                             size_t errlen);
 
 /* Rewrites the log atomically with only the live entries when it has grown
  * (3x the live entries and at least 100 lines, or junk was seen), or always

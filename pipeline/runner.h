@@ -3,7 +3,7 @@
  * The executor asks can_start_more, calls start for a ready task, and wait
  * to learn which task finished.  The fork runner (runner_fork.c) runs
  * built-in stage tasks in a fork()ed child without exec and command tasks
- * by exec; the fake runner (runner_fake.c) runs nothing: it calls a test
+ * by vfork and exec; the fake runner (runner_fake.c) runs nothing: it calls a test
  * callback that writes the task's outputs into an in-memory kp_fs, and
  * records the order of starts and the most tasks running at once.
  */
@@ -65,7 +65,10 @@ int kp_runner_thread_budget(int cores, int jobs);
 /* Makes a runner that runs up to jobs tasks at once, each with `threads`
  * BLAS/kp_parallel_for threads; cfg (borrowed, may be NULL when every task
  * is a command) gives built-in tasks their stage.  Blocks SIGINT, SIGTERM and
- * SIGCHLD in this process until kp_runner_free; *out caller-owned. */
+ * SIGCHLD in the calling thread until kp_runner_free, so the process must
+ * have no other thread then (OpenBLAS's workers are stopped here), and
+ * asks for a short scheduler slice until then (Linux 6.12+; children get
+ * the default); *out caller-owned. */
 int kp_runner_fork_create(const kp_config *cfg, int jobs, int threads, kp_runner **out,
                           char *err, size_t errlen);
 

@@ -15,6 +15,8 @@
  * and "}}" are literal braces; "${X}" and braces around anything that is not
  * a name (awk's "{print $1}") are left alone for the shell.  The outputs
  * are checked to exist after the command exits 0 (by the executor).
+ * The check expands run, deps and outs once and keeps them in st->state,
+ * which the graph builder reads through ops->command, outputs and inputs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,17 +60,15 @@ static int add_value(const kp_stage *st, const kp_config *cfg, const char *name,
             *rc = kp_buf_adds(out, builtin[i] ? builtin[i] : "");
             return 0;
         }
-    const kp_params *from = st->params && kp_params_has(st->params, name) ? st->params :
-                            st->opts && kp_params_has(st->opts, name) &&
-                            strcmp(name, "run") && strcmp(name, "deps") && strcmp(name, "outs")
-                                ? st->opts : NULL;
     const char *const *items;
     int n;
-    if (!from || kp_params_get_list(from, name, &items, &n) < 0)
+    if ((!st->params || kp_params_get_list(st->params, name, &items, &n) < 0) &&
+        (!st->opts || !strcmp(name, "run") || !strcmp(name, "deps") || !strcmp(name, "outs") ||
+         kp_params_get_list(st->opts, name, &items, &n) < 0))
         return 1;
     *rc = 0;
     for (int i = 0; i < n && *rc == 0; i++)
-        *rc = kp_buf_printf(out, "%s%s", i ? " " : "", items[i]);
+        *rc = (i && kp_buf_adds(out, " ")) || kp_buf_adds(out, items[i]) ? KP_ERR_NOMEM : 0;
     return 0;
 }
 
@@ -103,22 +103,36 @@ static int expand(const kp_stage *st, const kp_config *cfg, const char *key, con
                   kp_buf *out, char *err, size_t errlen)
 {
     int rc = 0;
-    for (const char *p = text; *p && rc == 0; p++) {
-        size_t n = *p == '{' ? name_len(p + 1) : 0;
-        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
-            rc = kp_buf_add(out, p++, 1);
+    for (const char *p = text; *p && rc == 0;) {
+        size_t plain = strcspn(p, "{}"), n = *p == '{' ? name_len(p + 1) : 0;
+        if (plain > 0) {
+            rc = kp_buf_add(out, p, plain);
+            p += plain;
+        } else if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            rc = kp_buf_add(out, p, 1);
+            p += 2;
         } else if (n > 0 && !(p > text && p[-1] == '$')) {
             char name[256];
-            snprintf(name, sizeof name, "%.*s", (int)n, p + 1);
+            size_t m = n < sizeof name ? n : sizeof name - 1;
+            memcpy(name, p + 1, m);
+            name[m] = 0;
             if (add_value(st, cfg, name, out, &rc))
                 return unknown(st, cfg, key, name, err, errlen);
-            p += n + 1;
+            p += n + 2;
         } else {
-            rc = kp_buf_add(out, p, 1);
+            rc = kp_buf_add(out, p++, 1);
         }
     }
     return rc ? kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory") : 0;
 }
+
+/* What command_check expands once, kept in st->state for the graph builder:
+ * the command line, then the resolved deps and outs (one path per line),
+ * each NUL-terminated in text. */
+typedef struct cmd_state {
+    size_t len[3];          /* of the line, the deps, the outs */
+    char text[];
+} cmd_state;
 
 /* Appends every item of list key, expanded and resolved against the config folder. */
 static int add_paths(const kp_stage *st, const kp_config *cfg, const char *key, kp_buf *out,
@@ -128,24 +142,25 @@ static int add_paths(const kp_stage *st, const kp_config *cfg, const char *key, 
     int n = 0, rc = 0;
     if (kp_params_get_list(st->opts, key, &items, &n) < 0)
         return 0;
-    kp_buf one;
-    kp_buf_init(&one, 0);
     for (int i = 0; i < n && rc == 0; i++) {
         char path[4096];
-        kp_buf_reset(&one);
-        if ((rc = expand(st, cfg, key, items[i], &one, err, errlen)) < 0)
+        size_t at = out->len;   /* expanded at the end of out, then replaced by its path */
+        if ((rc = expand(st, cfg, key, items[i], out, err, errlen)) < 0)
             break;
-        if (kp_config_path(cfg, kp_buf_str(&one), path, sizeof path) < 0)
+        int bad = kp_config_path(cfg, out->data ? out->data + at : "", path, sizeof path) < 0;
+        out->len = at;
+        if (out->data)
+            out->data[at] = 0;
+        if (bad)
             rc = kp_errf(err, errlen, KP_ERR_CONFIG, "stages.%s.%s: path too long", st->base, key);
-        else if (kp_buf_printf(out, "%s\n", path) < 0)
+        else if (kp_buf_adds(out, path) < 0 || kp_buf_adds(out, "\n") < 0)
             rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     }
-    kp_buf_free(&one);
     return rc;
 }
 
-static int command_line(const kp_stage *st, const kp_config *cfg, kp_buf *out,
-                        char *err, size_t errlen)
+static int expand_line(const kp_stage *st, const kp_config *cfg, kp_buf *out,
+                       char *err, size_t errlen)
 {
     const char *run = kp_params_get(st->opts, "run");
     if (!run || !*run)
@@ -154,6 +169,13 @@ static int command_line(const kp_stage *st, const kp_config *cfg, kp_buf *out,
     return expand(st, cfg, "run", run, out, err, errlen);
 }
 
+static void command_free_state(kp_stage *st)
+{
+    free(st->state);
+    st->state = NULL;
+}
+
+/* Expands run, deps and outs (checking every placeholder) into st->state. */
 static int command_check(kp_stage *st, const kp_config *cfg, char *err, size_t errlen)
 {
     const char *const *outs;
@@ -165,27 +187,62 @@ static int command_check(kp_stage *st, const kp_config *cfg, char *err, size_t e
                        cfg->path, line ? line : st->line, line ? col : st->col, st->base);
     }
     kp_buf b;
+    size_t len[3];
     kp_buf_init(&b, 0);
-    int rc = command_line(st, cfg, &b, err, errlen);
-    if (rc == 0)
+    int rc = expand_line(st, cfg, &b, err, errlen);
+    len[0] = b.len;
+    if (rc == 0 && (rc = kp_buf_add(&b, "", 1) < 0 ? KP_ERR_NOMEM : 0) == 0)
         rc = add_paths(st, cfg, "deps", &b, err, errlen);
-    if (rc == 0)
+    len[1] = b.len - len[0] - 1;
+    if (rc == 0 && (rc = kp_buf_add(&b, "", 1) < 0 ? KP_ERR_NOMEM : 0) == 0)
         rc = add_paths(st, cfg, "outs", &b, err, errlen);
+    len[2] = b.len - len[0] - len[1] - 2;
+    cmd_state *s = rc == 0 ? malloc(sizeof *s + b.len + 1) : NULL;
+    if (rc == 0 && !s)
+        rc = KP_ERR_NOMEM;
+    if (rc == KP_ERR_NOMEM)
+        kp_errf(err, errlen, rc, "out of memory");
+    if (s) {
+        memcpy(s->len, len, sizeof len);
+        memcpy(s->text, b.data, b.len + 1);
+        command_free_state(st);
+        st->state = s;
+    }
     kp_buf_free(&b);
     return rc;
+}
+
+/* Appends the expansion made by command_check, or expands it now (no check ran). */
+static int from_state(const kp_stage *st, const kp_config *cfg, int which, kp_buf *out,
+                      char *err, size_t errlen)
+{
+    const cmd_state *s = st->state;
+    if (s) {
+        size_t at = which == 0 ? 0 : which == 1 ? s->len[0] + 1 : s->len[0] + s->len[1] + 2;
+        return kp_buf_add(out, s->text + at, s->len[which]) < 0
+                   ? kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory") : 0;
+    }
+    return which == 0 ? expand_line(st, cfg, out, err, errlen)
+                      : add_paths(st, cfg, which == 1 ? "deps" : "outs", out, err, errlen);
+}
+
+static int command_line(const kp_stage *st, const kp_config *cfg, kp_buf *out,
+                        char *err, size_t errlen)
+{
+    return from_state(st, cfg, 0, out, err, errlen);
 }
 
 static int command_outputs(const kp_stage *st, const kp_config *cfg, int part, kp_buf *out)
 {
     char err[KP_ERRLEN];
     (void)part;
-    return add_paths(st, cfg, "outs", out, err, sizeof err);
+    return from_state(st, cfg, 2, out, err, sizeof err);
 }
 
 static int command_inputs(const kp_stage *st, const kp_config *cfg, kp_buf *out)
 {
     char err[KP_ERRLEN];
-    return add_paths(st, cfg, "deps", out, err, sizeof err);
+    return from_state(st, cfg, 1, out, err, sizeof err);
 }
 
 const kp_stage_ops kp_stage_command = {
@@ -199,5 +256,5 @@ const kp_stage_ops kp_stage_command = {
     .inputs = command_inputs,
     .run = NULL,
     .command = command_line,
-    .free_state = NULL,
+    .free_state = command_free_state,
 };

@@ -6,11 +6,15 @@
  */
 #include "kp_test.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include "../lib/err.h"
 #include "../pipeline/config.h"
 #include "../pipeline/exec.h"
@@ -294,6 +298,168 @@ static void test_command_interrupt_stops_the_run_and_its_children(void **state)
     teardown(&f);
 }
 
+static void test_command_that_cannot_be_run_exits_127_and_its_log_says_why(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f,
+          "  bad:\n"
+          "    type: command\n"
+          "    run: no-such-program-kpipe x\n"
+          "    outs: [bad.txt]\n");
+    assert_int_equal(run(&f), KP_ERR_TASK);
+    assert_non_null(strstr(f.out, "(exit 127)"));
+    char *log = read_stage_file(&f, "bad", "task.log");
+    assert_non_null(log);
+    assert_string_equal(log, "kpipe: bad: cannot run 'no-such-program-kpipe x': "
+                             "No such file or directory\n");
+    free(log);
+    teardown(&f);
+}
+
+static void test_command_script_without_interpreter_line_runs_under_sh(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f,
+          "  gen:\n"
+          "    type: command\n"
+          "    run: ./gen.sh hello\n"
+          "    deps: [gen.sh]\n"
+          "    outs: [gen.txt]\n");
+    char *script = kp_test_write(f.dir, "gen.sh", "echo $1 > gen.txt\n");
+    assert_int_equal(chmod(script, 0755), 0);
+    assert_int_equal(run(&f), 0);
+    char *path = kp_test_join(f.dir, "gen.txt");
+    char *got = kp_test_read(path);
+    assert_non_null(got);
+    assert_string_equal(got, "hello\n");
+    free(got);
+    free(path);
+    free(script);
+    teardown(&f);
+}
+
+static void test_command_sees_its_previous_output(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f,
+          "  log:\n"
+          "    type: command\n"
+          "    run: \"cat dep.txt >> log.txt\"\n"
+          "    deps: [dep.txt]\n"
+          "    outs: [log.txt]\n");
+    free(kp_test_write(f.dir, "dep.txt", "one\n"));
+    assert_int_equal(run(&f), 0);
+    free(kp_test_write(f.dir, "dep.txt", "two\n"));
+    assert_int_equal(run(&f), 0);
+    assert_int_equal(f.sum.n_ran, 1);
+    char *path = kp_test_join(f.dir, "log.txt");
+    char *got = kp_test_read(path);
+    assert_non_null(got);
+    assert_string_equal(got, "one\ntwo\n");
+    free(got);
+    free(path);
+    teardown(&f);
+}
+
+static void test_command_output_left_as_it_was_is_not_written(void **state)
+{
+    (void)state;
+    fixture f;
+    setup(&f,
+          "  once:\n"
+          "    type: command\n"
+          "    run: \"test -e once.txt || cp dep.txt once.txt\"\n"
+          "    deps: [dep.txt]\n"
+          "    outs: [once.txt]\n");
+    free(kp_test_write(f.dir, "dep.txt", "one\n"));
+    assert_int_equal(run(&f), 0);
+    free(kp_test_write(f.dir, "dep.txt", "two\n"));
+    assert_int_equal(run(&f), KP_ERR_TASK);
+    assert_int_equal(f.sum.n_failed, 1);
+    assert_non_null(strstr(f.out, "once exited 0 but did not write "));
+    assert_non_null(strstr(f.out, "failed:\n  once: a declared output is missing"));
+    teardown(&f);
+}
+
+/* Returns the pid of a child of parent whose command is name, or 0. */
+static pid_t child_named(pid_t parent, const char *name)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && !found && (de = readdir(d))) {
+        char path[300], comm[64];
+        int pid, ppid;
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp)
+            continue;
+        if (fscanf(fp, "%d (%63[^)]) %*c %d", &pid, comm, &ppid) == 3 && ppid == parent &&
+            strcmp(comm, name) == 0)
+            found = pid;
+        fclose(fp);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Returns 1 if pid is gone (or a zombie) within 3 s. */
+static int dies_soon(pid_t pid)
+{
+    for (int i = 0; i < 300; i++) {
+        char path[64], st = 0;
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        FILE *fp = fopen(path, "r");
+        int n = fp ? fscanf(fp, "%*d (%*[^)]) %c", &st) : 0;
+        if (fp)
+            fclose(fp);
+        if (!fp || (n == 1 && st == 'Z'))
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static void test_command_dies_when_kpipe_is_killed(void **state)
+{
+    (void)state;
+    /* sleep exec'd directly, and through the shell (its own exec keeps the death signal) */
+    const char *lines[] = { "sleep 30", "\"echo started; exec sleep 30\"" };
+    for (size_t c = 0; c < sizeof lines / sizeof lines[0]; c++) {
+        char stages[512];
+        snprintf(stages, sizeof stages,
+                 "  slow:\n    type: command\n    run: %s\n    outs: [slow.txt]\n", lines[c]);
+        fixture f;
+        setup(&f, stages);
+        pid_t kp = fork();
+        assert_true(kp >= 0);
+        if (kp == 0) {   /* a kpipe run in a child of the test, to be killed */
+            char state_dir[4200], err[KP_ERRLEN];
+            kp_runner *r = NULL;
+            snprintf(state_dir, sizeof state_dir, "%s/.kpipe", f.cfg->run_dir);
+            kp_exec_opts o = { .state_dir = state_dir, .jobs = 1 };
+            if (kp_runner_fork_create(f.cfg, 1, 1, &r, err, sizeof err) == 0)
+                kp_exec_run(f.g, r, kp_fs_real(), &o, NULL, err, sizeof err);
+            _exit(1);
+        }
+        pid_t sleeper = 0;
+        for (int i = 0; i < 500 && !sleeper; i++, usleep(10000))
+            sleeper = child_named(kp, "sleep");
+        kill(kp, SIGKILL);
+        waitpid(kp, NULL, 0);
+        assert_true(sleeper > 0);
+        int died = dies_soon(sleeper);
+        if (!died)
+            kill(sleeper, SIGKILL);
+        assert_true(died);
+        teardown(&f);
+    }
+}
+
 /* ---- a built-in task: fork without exec ---- */
 
 static int builtin_run(const kp_task_ctx *ctx, char *err, size_t errlen)
@@ -360,6 +526,11 @@ KP_TEST_GROUP(command)
         cmocka_unit_test(test_command_unknown_placeholder_is_a_config_error),
         cmocka_unit_test(test_command_reading_an_unneeded_stage_output_is_an_error),
         cmocka_unit_test(test_command_interrupt_stops_the_run_and_its_children),
+        cmocka_unit_test(test_command_that_cannot_be_run_exits_127_and_its_log_says_why),
+        cmocka_unit_test(test_command_script_without_interpreter_line_runs_under_sh),
+        cmocka_unit_test(test_command_sees_its_previous_output),
+        cmocka_unit_test(test_command_output_left_as_it_was_is_not_written),
+        cmocka_unit_test(test_command_dies_when_kpipe_is_killed),
         cmocka_unit_test(test_fork_runner_runs_builtin_tasks_in_a_child),
     };
     return KP_RUN(command, t);

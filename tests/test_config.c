@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../pipeline/config.h"
+#include "../pipeline/graph.h"
 #include "../stages/stage.h"
 #include "../lib/err.h"
 
@@ -16,6 +17,9 @@
 /* Stages that pass the real stage types' checks: a dataset and folds. */
 #define PREP_FOLDS "  prep: {type: preprocess, standardize: true}\n" \
                    "  folds: {type: folds, needs: [prep]}\n"
+
+/* A command stage with a 2 x 2 matrix, fit/m=1,fold=0 ... fit/m=2,fold=1 (line 9). */
+#define FIT "  fit: {type: command, run: x, outs: ['o{m}_{fold}'], matrix: {m: [1, 2], fold: [0, 1]}}\n"
 
 /* Returns a fresh folder holding train.csv and test.csv (heap path). */
 static char *fixture_dir(void)
@@ -132,6 +136,33 @@ static const bad_case bad_cases[] = {
      "c.yaml:9:9: stages.prep: expected a mapping"},
     {"root not a mapping", "- competition\n- stages\n", KP_ERR_CONFIG,
      "c.yaml:1:1: the config must be a mapping"},
+    {"selection of an unknown stage", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: [o], needs: ['fitt/m=1']}\n", KP_ERR_CONFIG,
+     "c.yaml:10:53: stages.merge.needs: unknown stage 'fitt' (did you mean 'fit'?)"},
+    {"selection by an unknown matrix key", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: [o], needs: ['fit/mm=1']}\n", KP_ERR_CONFIG,
+     "c.yaml:10:53: stages.merge.needs: stage 'fit' has no matrix key 'mm' (did you mean 'm'?)"},
+    {"selection from a stage without a matrix", COMP "stages:\n" FIT
+     "  one: {type: command, run: x, outs: [p]}\n"
+     "  merge: {type: command, run: x, outs: [o], needs: ['one/m=1']}\n", KP_ERR_CONFIG,
+     "c.yaml:11:53: stages.merge.needs: stage 'one' has no matrix to select 'm=1' from"},
+    {"selection matching nothing", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: [o], needs: ['fit/m=7']}\n", KP_ERR_CONFIG,
+     "c.yaml:10:53: stages.merge.needs: 'fit/m=7' matches no stage"},
+    {"selection matching nothing for one expansion", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: ['o{m}'], needs: ['fit/m={m}'],\n"
+     "          matrix: {m: [1, 2, 3]}}\n", KP_ERR_CONFIG,
+     "c.yaml:10:58: stages.merge.needs: 'fit/m=3' (from 'fit/m={m}') matches no stage"},
+    {"selection placeholder not in the stage's matrix", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: ['o{m}'], needs: ['fit/m={n}'],\n"
+     "          matrix: {m: [1, 2]}}\n", KP_ERR_CONFIG,
+     "c.yaml:10:58: stages.merge.needs: placeholder {n} is not a key of this stage's matrix"},
+    {"selection placeholder in a stage without a matrix", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: [o], needs: ['fit/m={m}']}\n", KP_ERR_CONFIG,
+     "c.yaml:10:53: stages.merge.needs: placeholder {m}: this stage has no matrix"},
+    {"selection without KEY=VALUE", COMP "stages:\n" FIT
+     "  merge: {type: command, run: x, outs: [o], needs: ['fit/m']}\n", KP_ERR_CONFIG,
+     "c.yaml:10:53: stages.merge.needs: 'fit/m': expected BASE/KEY=VALUE,KEY=VALUE"},
 };
 
 static void test_config_bad_configs_fail_with_status_and_located_message(void **state)
@@ -204,6 +235,137 @@ static void test_config_needs_on_matrix_base_names_every_expansion(void **state)
     for (int i = 0; i < 3; i++)
         assert_string_equal(cfg->stages[cfg->stages[all].needs[i]].base, "lr");
     assert_int_equal(cfg->stages[all].needs[3], one);
+    kp_config_free(cfg);
+}
+
+/* Asserts that stage `name` of cfg needs exactly the stages named in want, in that order. */
+static void assert_needs(const kp_config *cfg, const char *name, const char *const *want, int n)
+{
+    int i = kp_config_find_stage(cfg, name);
+    assert_true(i >= 0);
+    const kp_stage *st = &cfg->stages[i];
+    if (st->n_needs != n)
+        fail_msg("%s needs %d stages, want %d", name, st->n_needs, n);
+    for (int j = 0; j < n; j++)
+        assert_string_equal(cfg->stages[st->needs[j]].name, want[j]);
+}
+
+static void test_config_needs_selection_with_placeholder_takes_own_matrix_value(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n" FIT
+                  "  merge: {type: command, run: x, outs: ['o{m}'], needs: ['fit/m={m}'],\n"
+                  "          matrix: {m: [1, 2]}}\n", &cfg, err);
+    assert_loaded(rc, err);
+    static const char *const m1[] = {"fit/m=1,fold=0", "fit/m=1,fold=1"};
+    static const char *const m2[] = {"fit/m=2,fold=0", "fit/m=2,fold=1"};
+    assert_needs(cfg, "merge/m=1", m1, 2);
+    assert_needs(cfg, "merge/m=2", m2, 2);
+    kp_config_free(cfg);
+}
+
+static void test_config_needs_selection_names_some_keys_in_any_order(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n" FIT
+                  "  folds1: {type: command, run: x, outs: [a], needs: ['fit/fold=1']}\n"
+                  "  one: {type: command, run: x, outs: [b], needs: ['fit/fold=0,m=2', fit]}\n",
+                  &cfg, err);
+    assert_loaded(rc, err);
+    static const char *const folds1[] = {"fit/m=1,fold=1", "fit/m=2,fold=1"};
+    /* the full name first, then the rest of fit in matrix order, each once */
+    static const char *const one[] = {"fit/m=2,fold=0", "fit/m=1,fold=0", "fit/m=1,fold=1",
+                                      "fit/m=2,fold=1"};
+    assert_needs(cfg, "folds1", folds1, 2);
+    assert_needs(cfg, "one", one, 4);
+    kp_config_free(cfg);
+}
+
+static void test_config_needs_selection_compares_values_as_written(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    char err[KP_ERRLEN] = "";
+    int rc = load(COMP "stages:\n"
+                  "  fit: {type: command, run: x, outs: ['o{C}'], matrix: {C: [0.10, 1]}}\n"
+                  "  use: {type: command, run: x, outs: [u], needs: ['fit/C=0.10']}\n"
+                  "  bad: {type: command, run: x, outs: [v], needs: ['fit/C=0.1']}\n",
+                  &cfg, err);
+    assert_int_equal(rc, KP_ERR_CONFIG);
+    assert_non_null(strstr(err, "c.yaml:11:51: stages.bad.needs: 'fit/C=0.1' matches no stage"));
+    kp_config_free(cfg);
+}
+
+/* Loads yaml and builds its task graph into *g (the config in *cfg); asserts both work. */
+static void load_graph(const char *yaml, kp_config **cfg, kp_graph **g)
+{
+    char err[KP_ERRLEN] = "";
+    int rc = load(yaml, cfg, err);
+    assert_loaded(rc, err);
+    rc = kp_graph_build(*cfg, g, err, sizeof err);
+    assert_loaded(rc, err);
+}
+
+static void test_graph_input_from_needs_and_deps_is_listed_once(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    kp_graph *g = NULL;
+    load_graph(COMP "stages:\n"
+               "  a: {type: command, run: x, outs: [a.txt, a2.txt]}\n"
+               "  b: {type: command, run: x, deps: [a2.txt, train.csv, a.txt], outs: [b.txt],\n"
+               "      needs: [a]}\n", &cfg, &g);
+    const kp_task *b = kp_graph_task(g, kp_graph_find(g, "b"));
+    assert_int_equal(b->n_inputs, 3);   /* a's outputs in their order, then train.csv */
+    assert_non_null(strstr(b->inputs[0], "/a.txt"));
+    assert_non_null(strstr(b->inputs[1], "/a2.txt"));
+    assert_non_null(strstr(b->inputs[2], "/train.csv"));
+    assert_false(b->external[0] || b->external[1]);
+    assert_true(b->external[2]);
+    kp_graph_free(g);
+    kp_config_free(cfg);
+}
+
+static void test_graph_reading_a_file_of_a_need_of_a_need_is_allowed(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    kp_graph *g = NULL;
+    load_graph(COMP "stages:\n"
+               "  a: {type: command, run: x, outs: [a.txt]}\n"
+               "  b: {type: command, run: x, outs: [b.txt], needs: [a]}\n"
+               "  c: {type: command, run: x, deps: [a.txt], outs: [c.txt], needs: [b]}\n",
+               &cfg, &g);
+    const kp_task *c = kp_graph_task(g, kp_graph_find(g, "c"));
+    assert_int_equal(c->n_inputs, 2);   /* b.txt from its need, a.txt from its deps */
+    assert_non_null(strstr(c->inputs[1], "/a.txt"));
+    assert_false(c->external[1]);
+    kp_graph_free(g);
+    kp_config_free(cfg);
+}
+
+static void test_graph_param_text_holds_the_competition_and_command(void **state)
+{
+    (void)state;
+    kp_config *cfg = NULL;
+    kp_graph *g = NULL;
+    load_graph(COMP "stages:\n"
+               "  a: {type: command, run: 'cp {config_dir}/x o{m}', outs: ['o{m}'],\n"
+               "      matrix: {m: [1, 2]}}\n", &cfg, &g);
+    for (int i = 0; i < 2; i++) {
+        const char *text = kp_graph_task(g, i)->param_text;
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "[command]\ncp {config_dir}/x o%d\n", i + 1);
+        assert_non_null(strstr(text, "[opts]\nouts=[o{m}]\nrun=cp {config_dir}/x o{m}\n"));
+        assert_non_null(strstr(text, "[competition]\nbeta=1\n"));
+        assert_non_null(strstr(text, "\nmetric=auc\n"));
+        assert_non_null(strstr(text, cmd));
+    }
+    kp_graph_free(g);
     kp_config_free(cfg);
 }
 
@@ -417,6 +579,12 @@ KP_TEST_GROUP(config)
         cmocka_unit_test(test_config_bad_configs_fail_with_status_and_located_message),
         cmocka_unit_test(test_config_matrix_expands_in_key_order_last_key_fastest),
         cmocka_unit_test(test_config_needs_on_matrix_base_names_every_expansion),
+        cmocka_unit_test(test_config_needs_selection_with_placeholder_takes_own_matrix_value),
+        cmocka_unit_test(test_config_needs_selection_names_some_keys_in_any_order),
+        cmocka_unit_test(test_config_needs_selection_compares_values_as_written),
+        cmocka_unit_test(test_graph_input_from_needs_and_deps_is_listed_once),
+        cmocka_unit_test(test_graph_reading_a_file_of_a_need_of_a_need_is_allowed),
+        cmocka_unit_test(test_graph_param_text_holds_the_competition_and_command),
         cmocka_unit_test(test_config_paths_resolve_against_the_config_folder),
         cmocka_unit_test(test_config_run_dir_is_relative_to_the_config_folder),
         cmocka_unit_test(test_config_defaults_are_filled),

@@ -21,6 +21,7 @@
 #include "../pipeline/fs.h"
 #include "../pipeline/graph.h"
 #include "../pipeline/runner.h"
+#include "../pipeline/runlog.h"
 
 #define STATE "/r/.kpipe"
 
@@ -292,6 +293,35 @@ static void test_exec_failure_stops_new_starts_without_keep_going(void **state)
     free(got);
     kp_graph_free(g);
     kp_fs_free(fs);
+}
+
+static void test_exec_unwritten_output_stops_new_starts_without_keep_going(void **state)
+{
+    (void)state;
+    /* b writes nothing: its output absent, then left as an earlier run wrote it */
+    for (int earlier = 0; earlier < 2; earlier++) {
+        kp_fs *fs = fs_with_input();
+        kp_graph *g = diamond();
+        kp_exec_opts o = opts(1);
+        const char *force[] = { "b", "c" };
+        if (earlier) {
+            expect_run(fs, g, &o, "a b c d", 0);
+            o.force = force, o.n_force = 2;
+        }
+        behaviour lazy = { 0, 1, NULL };
+        kp_graph_task(g, kp_graph_find(g, "b"))->user = &lazy;
+        char err[KP_ERRLEN] = "";
+        kp_exec_summary sum;
+        int rc;
+        char *got = run(fs, g, &o, &rc, &sum, err, sizeof err);
+        assert_int_equal(rc, KP_ERR_TASK);
+        assert_string_equal(got, earlier ? "b" : "a b");
+        assert_int_equal(sum.n_failed, 1);
+        assert_int_equal(sum.n_not_run, 1);   /* c, ready when b finished */
+        free(got);
+        kp_graph_free(g);
+        kp_fs_free(fs);
+    }
 }
 
 static void test_exec_failure_blocks_only_dependents_with_keep_going(void **state)
@@ -567,12 +597,13 @@ static void test_exec_unknown_runlog_version_is_discarded_and_rebuilt(void **sta
     kp_exec_opts o = opts(2);
     expect_run(fs, g, &o, "a b c d", 0);
     const char *log = kp_fs_mem_get(fs, STATE "/runlog");
-    char *v2 = strdup(log);
-    v2[strlen("# kpipe runlog v")] = '2';
-    assert_int_equal(kp_fs_mem_put(fs, STATE "/runlog", v2), 0);
-    free(v2);
+    char *v9 = strdup(log);
+    v9[strlen("# kpipe runlog v")] = '9';
+    assert_int_equal(kp_fs_mem_put(fs, STATE "/runlog", v9), 0);
+    free(v9);
     expect_run(fs, g, &o, "a b c d", 0);
-    assert_int_equal(strncmp(kp_fs_mem_get(fs, STATE "/runlog"), "# kpipe runlog v1\n", 18), 0);
+    assert_int_equal(strncmp(kp_fs_mem_get(fs, STATE "/runlog"), KP_RUNLOG_HEADER "\n",
+                             strlen(KP_RUNLOG_HEADER) + 1), 0);
     expect_run(fs, g, &o, "", 0);
     kp_graph_free(g);
     kp_fs_free(fs);
@@ -713,6 +744,7 @@ KP_TEST_GROUP(exec)
         cmocka_unit_test(test_exec_deleted_output_reruns_its_task),
         cmocka_unit_test(test_exec_modified_output_reruns_its_task),
         cmocka_unit_test(test_exec_failure_stops_new_starts_without_keep_going),
+        cmocka_unit_test(test_exec_unwritten_output_stops_new_starts_without_keep_going),
         cmocka_unit_test(test_exec_failure_blocks_only_dependents_with_keep_going),
         cmocka_unit_test(test_exec_missing_declared_output_is_a_failure),
         cmocka_unit_test(test_exec_never_more_than_jobs_tasks_at_once),
