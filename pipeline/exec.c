@@ -387,8 +387,10 @@ static int outputs_written(exec *e, int i)
     const kp_fstat *before = e->x[i].before;
     for (int j = 0; j < t->n_outputs; j++) {
         kp_fstat now;
+        /* A command may keep an output it finds up to date, as in make; a
+         * built-in task always writes anew (temp file + rename). */
         if (kp_fs_stat(e->fs, t->outputs[j], &now, NULL, 0) == 0 && now.exists && !now.is_dir &&
-            !(before && same_file(&before[j], &now)))
+            (t->command || !(before && same_file(&before[j], &now))))
             continue;
         kp_progress_printf(e->prog, "kpipe: %s exited 0 but did not write %s", t->id,
                            t->outputs[j]);
