@@ -52,33 +52,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
 }
 
-#ifndef KP_LIBFUZZER
-/* Replays each file named in argv; prints the verdict per file. */
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            perror(argv[i]);
-            return 1;
-        }
-        size_t cap = 1 << 16, n = 0, r;
-        uint8_t *buf = malloc(cap);
-        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-            n += r;
-            if (n == cap)
-                buf = realloc(buf, cap *= 2);
-        }
-        fclose(f);
-        if (!buf)
-            return 1;
-        uint8_t *exact = malloc(n ? n : 1);   /* exact size: over-reads are caught */
-        memcpy(exact, buf, n);
-        free(buf);
-        LLVMFuzzerTestOneInput(exact, n);
-        printf("%s: ok (%zu bytes)\n", argv[i], n);
-        free(exact);
-    }
-    return 0;
-}
-#endif
+#include "replay_main.h"
