@@ -126,6 +126,10 @@ static int check_external_inputs(exec *e)
             int rc = kp_fs_stat(e->fs, t->inputs[j], &st, e->err, e->errlen);
             if (rc < 0)
                 return rc;
+            if (!st.exists && t->where)   /* name the config line that declares it */
+                return kp_errf(e->err, e->errlen, KP_ERR_NOTFOUND,
+                               "%s: input file %s does not exist (stage %s)", t->where,
+                               t->inputs[j], t->stage_name);
             if (!st.exists)
                 return kp_errf(e->err, e->errlen, KP_ERR_NOTFOUND,
                                "stage %s: input file %s does not exist", t->stage_name, t->inputs[j]);

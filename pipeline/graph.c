@@ -17,7 +17,7 @@ typedef struct block {
     char data[];
 } block;
 
-enum { LAST_NAME, LAST_BASE, LAST_CWD, LAST_DIR, N_LAST };
+enum { LAST_NAME, LAST_BASE, LAST_CWD, LAST_DIR, LAST_WHERE, N_LAST };
 
 struct kp_graph {
     kp_task *tasks;
@@ -235,6 +235,11 @@ int kp_graph_set_files(kp_graph *g, int task, const char *dir, const char *log_p
     kp_task *t = &g->tasks[task];
     return set_str(g, LAST_DIR, &t->dir, dir) < 0 || set_str(g, -1, &t->log_path, log_path) < 0
                ? KP_ERR_NOMEM : 0;
+}
+
+int kp_graph_set_where(kp_graph *g, int task, const char *where)
+{
+    return set_str(g, LAST_WHERE, &g->tasks[task].where, where);
 }
 
 /* ---- checks ---- */

@@ -33,6 +33,7 @@ typedef struct kp_task {
     char *cwd;              /* command's working folder, or NULL (inherit) */
     char *dir;              /* folder made before it runs, or NULL */
     char *log_path;         /* where its stdout/stderr go, or NULL (/dev/null) */
+    char *where;            /* "FILE:LINE:COL: stages.NAME" of its declaration, or NULL */
     void *user;             /* caller data (tests: the fake task's behaviour); not owned */
 } kp_task;
 
@@ -73,6 +74,9 @@ int kp_graph_set_command(kp_graph *g, int task, const char *command, const char 
 
 /* Sets the folder made before the task runs and its log path (copied; either may be NULL). */
 int kp_graph_set_files(kp_graph *g, int task, const char *dir, const char *log_path);
+
+/* Sets where the task's stage is declared (copied), for error messages. */
+int kp_graph_set_where(kp_graph *g, int task, const char *where);
 
 /* Fills the users lists and checks the graph: a cycle is KP_ERR_CYCLE with
  * its path ("a -> b -> a"), two tasks writing one file is KP_ERR_CONFIG.

@@ -230,7 +230,11 @@ static int add_task(build *b, int si, int part, int n_parts, int *index)
     kp_task *t = kp_graph_task(b->g, *index);
     t->stage = si;
     t->n_parts = n_parts;
-    if (kp_graph_set_files(b->g, *index, st->dir, log) < 0)
+    char where[4096];
+    snprintf(where, sizeof where, "%s:%d:%d: stages.%s", b->cfg->path, st->line, st->col,
+             st->base ? st->base : st->name);
+    if (kp_graph_set_files(b->g, *index, st->dir, log) < 0 ||
+        kp_graph_set_where(b->g, *index, where) < 0)
         return nomem(b);
     return fill_task(b, st, *index, part);
 }

@@ -246,6 +246,25 @@ static void test_every_example_config_runs_to_a_submission(void **state)
     free(dir);
 }
 
+/* An input file that no stage writes and that is missing stops the run
+ * before anything runs, naming the config line of the stage that reads it. */
+static void test_missing_stage_input_names_config_line_before_running(void **state)
+{
+    (void)state;
+    char *dir = demo_tree();
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/configs' && sed 's#train: runs/diabetes/fe/train.csv#train: nowhere/train.csv#' "
+             "diabetes.yaml > bad.yaml", dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    assert_int_equal(kpipe(dir, "run configs/bad.yaml", &out), 3);
+    assert_non_null(strstr(out, "bad.yaml:22:3: stages.prep: input file "));
+    assert_non_null(strstr(out, "nowhere/train.csv does not exist"));
+    char *fe_out = read_in(dir, "configs/runs/bad/fe/train.csv");
+    assert_null(fe_out);   /* nothing ran */
+    free(out); free(dir);
+}
+
 static void test_version_and_help(void **state)
 {
     (void)state;
@@ -271,6 +290,7 @@ KP_TEST_GROUP(e2e)
         cmocka_unit_test(test_changed_param_reruns_only_its_dependents),
         cmocka_unit_test(test_bad_config_exits_3_naming_line_and_key),
         cmocka_unit_test(test_every_example_config_runs_to_a_submission),
+        cmocka_unit_test(test_missing_stage_input_names_config_line_before_running),
         cmocka_unit_test(test_version_and_help),
     };
     return KP_RUN(e2e, t);
