@@ -44,6 +44,10 @@ typedef struct kp_fit_opts {
     const kp_matrix *X_valid; /* optional held-out rows for early stopping, or NULL */
     const float *y_valid;
     FILE *log;                /* progress lines (may be NULL) */
+    /* Optional: every train row of the data set (all folds, features only),
+     * for label-free preprocessing shared by every fold, e.g. gbdt's bin
+     * edges; NULL means X. */
+    const kp_matrix *X_all;
 } kp_fit_opts;
 
 typedef struct kp_model_ops {

@@ -240,7 +240,8 @@ static int part_fit_predict(const kp_kfold *kf, int p, part_data *d, kp_model **
 {
     kp_matrix Xf = {d->X_fit, d->n_fit, kf->X_train.cols};
     kp_matrix Xv = {d->X_val, d->n_val, kf->X_train.cols};
-    kp_fit_opts fo = {kp_rng_derive(kf->seed, (uint64_t)p), kf->threads, &Xv, d->y_val, kf->log};
+    kp_fit_opts fo = {kp_rng_derive(kf->seed, (uint64_t)p), kf->threads, &Xv, d->y_val, kf->log,
+                      &kf->X_train};
     double t0 = now_seconds();
     int rc = kp_model_fit(kf->model, kf->params, &kf->pb, &Xf, d->y_fit, &fo, m, err, errlen);
     *secs = now_seconds() - t0;
