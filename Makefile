@@ -14,10 +14,13 @@ SAN ?=
 PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The kpipe binary loads OpenBLAS on first use (lib/blas.h): it links everything but it.
+PKG_LIBS_NO_BLAS := $(shell pkg-config --libs $(filter-out openblas,$(PKGS)) 2>/dev/null)
 KP_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(OPT) $(SAN) -MMD -MP $(PKG_CFLAGS) $(CFLAGS)
 KP_LIBS = $(SAN) $(LDFLAGS) $(PKG_LIBS) -lcsv -lm -lpthread
+KPIPE_LIBS = $(SAN) $(LDFLAGS) $(PKG_LIBS_NO_BLAS) -lcsv -lm -lpthread -ldl
 
-MAIN_SRC = pipeline/main.c
+MAIN_SRC = pipeline/main.c pipeline/blas_lazy.c
 LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages/*.c models/*.c models/metrics/*.c)))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
@@ -38,8 +41,8 @@ $(BUILD)/libkpipe.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kpipe: $(BUILD)/$(MAIN_SRC:.c=.o) $(BUILD)/libkpipe.a
-	$(CC) -o $@ $^ $(KP_LIBS)
+$(BUILD)/kpipe: $(MAIN_SRC:%.c=$(BUILD)/%.o) $(BUILD)/libkpipe.a
+	$(CC) -o $@ $^ $(KPIPE_LIBS)
 
 kpipe: $(BUILD)/kpipe
 	cp $< $@

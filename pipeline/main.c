@@ -12,15 +12,6 @@
 #define KP_VERSION "unknown"
 #endif
 
-/* OpenBLAS (pthread build) starts its worker threads in its library
- * constructor, before main, and they spin in sched_yield for a while
- * waiting for work: on a no-op run that is a second core busy for nothing.
- * The parent never calls BLAS, so it stops them first thing; OpenBLAS
- * starts them again on its own at the next BLAS call or
- * openblas_set_num_threads() (a built-in task's child sets its budget so).
- * Weak: absent from other BLAS builds. */
-void blas_thread_shutdown_(void) __attribute__((weak));
-
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -83,8 +74,6 @@ static int unknown_command(const char *name)
 
 int main(int argc, char **argv)
 {
-    if (blas_thread_shutdown_)
-        blas_thread_shutdown_();
     if (argc < 2) {
         usage(stderr);
         return KP_EXIT_USAGE;

@@ -46,12 +46,11 @@
 #include <unistd.h>
 #include "strmap.h"
 #include "../lib/afile.h"
+#include "../lib/blas.h"
 #include "../lib/err.h"
 #include "../stages/stage.h"
 
 void openblas_set_num_threads(int);
-/* Stops OpenBLAS's worker threads (pthread builds; weak: absent elsewhere). */
-void blas_thread_shutdown_(void) __attribute__((weak));
 
 extern char **environ;
 
@@ -98,6 +97,7 @@ typedef struct fork_runner {
     kp_strmap *dirs;        /* folders made (or found) in this run */
     sched_attr0 sched;      /* our scheduling with the default slice, for children and free */
     int short_slice;        /* the short slice is set: children and kp_runner_free undo it */
+    int blas_loaded;        /* kp_blas_preload done (before the first built-in task) */
 } fork_runner;
 
 static fork_runner *R(kp_runner *r) { return (fork_runner *)r; }
@@ -466,6 +466,14 @@ static int fork_start(kp_runner *r, const kp_graph *g, int task, char *err, size
     const kp_task *t = kp_graph_task(g, task);
     if (!t->command && (!fr->cfg || t->stage < 0 || !fr->cfg->stages[t->stage].ops->run))
         return kp_errf(err, errlen, KP_ERR_INTERNAL, "task %s has nothing to run", t->id);
+    if (!t->command && !fr->blas_loaded) {
+        /* once, here: the forked children then find it loaded */
+        int rc = kp_blas_preload(err, errlen);
+        if (rc < 0)
+            return rc;
+        kp_blas_stop_threads();
+        fr->blas_loaded = 1;
+    }
     int logfd = open_log(fr, t, err, errlen);
     if (logfd < 0)
         return logfd;
@@ -698,8 +706,7 @@ int kp_runner_fork_create(const kp_config *cfg, int jobs, int threads, kp_runner
     fr->threads = threads > 0 ? threads : 1;
     fr->self = getpid();
     fr->devnull = -1;
-    if (blas_thread_shutdown_)
-        blas_thread_shutdown_();   /* or a SIGCHLD or SIGTERM could go to one of its threads */
+    kp_blas_stop_threads();   /* or a SIGCHLD or SIGTERM could go to one of its threads */
     ask_short_slice(fr);
     sigset_t block;
     sigemptyset(&block);
