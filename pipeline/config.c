@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "../lib/err.h"
+#include "../lib/hash.h"
 #include "../models/metric.h"
 #include "../stages/stage.h"
 
@@ -429,6 +430,7 @@ int kp_config_load_string(const char *path, const char *yaml, size_t len, kp_con
     if ((rc = kp_cy_load(&c, yaml, len)) || (rc = load_root(&c)))
         goto fail;
     kp_cy_done(&c);
+    c.cfg->text_hash = kp_hash_bytes(yaml, len);
     *out = c.cfg;
     return 0;
 fail:

@@ -32,6 +32,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include "../lib/hash.h"
 #include "../lib/params.h"
 #include "../models/model.h"
 
@@ -74,6 +75,7 @@ typedef struct kp_config {
     char *run_dir;           /* default: DIR/runs/BASENAME */
     kp_competition comp;
     kp_stage *stages; int n_stages;   /* in declaration order, matrices expanded */
+    kp_hash text_hash;       /* of the YAML text as loaded (the up-to-date stamp's key) */
 } kp_config;
 
 /* Loads, checks and expands path; *out caller-owned (kp_config_free). */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include "progress.h"
 #include "runlog.h"
+#include "stamp.h"
 #include "../lib/buf.h"
 #include "../lib/err.h"
 #include "../lib/params.h"
@@ -634,6 +635,15 @@ static void print_summary(exec *e, int64_t t0)
         fprintf(e->o->out, "failed:\n%s", kp_buf_str(&e->failures));
 }
 
+/* Writes the up-to-date stamp after a complete run; a failure only costs the
+ * next no-op run its shortcut, so it is not an error. */
+static void write_stamp(kp_fs *fs, const kp_exec_opts *o, int n_tasks, const kp_buf *lines)
+{
+    char runlog[4200];
+    snprintf(runlog, sizeof runlog, "%s/runlog", o->state_dir);
+    kp_stamp_write(fs, o->stamp_path, o->config_hash, n_tasks, runlog, lines, NULL, 0);
+}
+
 int kp_exec_run(kp_graph *g, kp_runner *r, kp_fs *fs, const kp_exec_opts *o,
                 kp_exec_summary *sum, char *err, size_t errlen)
 {
@@ -652,6 +662,8 @@ int kp_exec_run(kp_graph *g, kp_runner *r, kp_fs *fs, const kp_exec_opts *o,
         rc = fs->ops->mkdirs(fs, o->state_dir, err, errlen);
     if (rc == 0)
         rc = fs->ops->lock(fs, lock_path, &lock, err, errlen);
+    if (rc == 0 && o->stamp_path)
+        rc = fs->ops->remove(fs, o->stamp_path, err, errlen);   /* before anything changes */
     if (rc == 0)
         rc = kp_runlog_open(fs, o->state_dir, 0, &e.rl, err, errlen);
     if (rc == 0 && !(e.prog = kp_progress_create(o->out, o->tty, o->jobs, e.sum.n_wanted)))
@@ -668,7 +680,15 @@ int kp_exec_run(kp_graph *g, kp_runner *r, kp_fs *fs, const kp_exec_opts *o,
                          e.sum.n_failed == 1 ? "" : "s");
     }
     *sum = e.sum;
+    kp_buf stamp;
+    kp_buf_init(&stamp, 0);
+    int complete = rc == 0 && o->stamp_path && o->n_only == 0 &&
+                   e.sum.n_ran + e.sum.n_up_to_date == kp_graph_count(g) &&
+                   kp_stamp_collect(g, e.rl, &stamp) == 0;
     exec_free(&e);   /* closes (and compacts) the run log before the lock goes */
+    if (complete)
+        write_stamp(fs, o, kp_graph_count(g), &stamp);
+    kp_buf_free(&stamp);
     if (lock >= 0)
         fs->ops->unlock(fs, lock);
     return rc;

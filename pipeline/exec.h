@@ -47,6 +47,9 @@ typedef struct kp_exec_opts {
     int explain;                       /* print every task's state and reason (kpipe plan) */
     FILE *out;                         /* progress, plan and summary lines; NULL = silent */
     int tty;                           /* out is a terminal: one live status line */
+    const char *stamp_path;            /* the up-to-date stamp (stamp.h): removed before a
+                                          run starts, written after a complete one; or NULL */
+    kp_hash config_hash;               /* the config text's hash, for the stamp */
 } kp_exec_opts;
 
 /* One task's plan (kp_exec_plan) with the stats of its last recorded run. */

@@ -584,6 +584,15 @@ int kp_runlog_file_hash_seen(kp_runlog *rl, const char *path, kp_hash *out, char
     return file_hash(rl, path, i, out, err, errlen);
 }
 
+int kp_runlog_file_seen_stat(const kp_runlog *rl, const char *path, kp_fstat *st)
+{
+    int i = kp_strmap_get(rl->file_ix, path);
+    if (i < 0 || !rl->files[i].seen)
+        return KP_ERR_NOTFOUND;
+    *st = rl->files[i].st;
+    return 0;
+}
+
 /* Appends the cache line of c if the file is still as recorded. */
 static int compact_cached(kp_runlog *rl, kp_buf *b, const cached *c, int *n)
 {

@@ -77,6 +77,11 @@ int kp_runlog_file_hash(kp_runlog *rl, const char *path, kp_hash *out, char *err
 int kp_runlog_file_hash_seen(kp_runlog *rl, const char *path, kp_hash *out, char *err,
                              size_t errlen);
 
+/* Fills *st with the stat under which this process last looked up path's
+ * content hash (with either function above); 0, or KP_ERR_NOTFOUND when it
+ * did not look path up. */
+int kp_runlog_file_seen_stat(const kp_runlog *rl, const char *path, kp_fstat *st);
+
 /* Rewrites the log atomically with only the live entries when it has grown
  * (3x the live entries and at least 100 lines, or junk was seen), or always
  * if force; drops cache lines of files changed or gone.  0 or a negative status. */

@@ -140,6 +140,10 @@ int main(int argc, char **argv)
     const char *only = argc > 1 ? argv[1] : NULL;
     int groups = 0;
     atexit(remove_tmp_dirs);
+    /* kpipe's up-to-date stamps (pipeline/stamp.h) go to a folder of the run's own */
+    char *cache = kp_test_tmpdir();
+    setenv("XDG_CACHE_HOME", cache, 1);
+    free(cache);
     for (const kp_test_group *g = kp_test_groups; g->name; g++) {
         if (only && *only && strcmp(only, g->name) != 0)
             continue;

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "../lib/csv.h"
 #include "../lib/err.h"
+#include "../pipeline/stamp.h"
 
 /* Makes TMP/{configs,data,submissions} from the repository; returns TMP (heap). */
 static char *demo_tree(void)
@@ -135,7 +137,7 @@ static void test_demo_killed_midrun_resumes_to_identical_submission(void **state
     (void)state;
     char *want = demo_submission_with("2");
     /* The demo runs in about 0.25 s (longer under ASan): these land mid-run. */
-    const char *delays[] = {"0.02", "0.06", "0.12", "0.2"};
+    const char *delays[] = {"0.02", "0.06", "0.12", "0.2", "0.35"};
     int resumed_mid_run = 0;
     for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
         char *dir = demo_tree();
@@ -186,6 +188,83 @@ static void test_changed_param_reruns_only_its_dependents(void **state)
     memcpy(buf, line, eol && eol - line < 511 ? (size_t)(eol - line) : 511);
     assert_non_null(strstr(buf, "up to date"));
     free(plan); free(dir);
+}
+
+/* ---- the up-to-date stamp (pipeline/stamp.h) ---- */
+
+/* Returns 1 if the demo config in dir has an up-to-date stamp. */
+static int demo_has_stamp(const char *dir)
+{
+    char *config = kp_test_join(dir, "configs/demo.yaml"), stamp[4200];
+    assert_int_equal(kp_stamp_path(config, stamp, sizeof stamp), 0);
+    free(config);
+    return access(stamp, F_OK) == 0;
+}
+
+/* Runs the demo in dir, applies the shell command `change` there, runs it
+ * again and checks the second run's summary starts with `want`. */
+static void assert_rerun_after(const char *change, const char *want)
+{
+    char *dir = demo_tree(), *out = NULL, cmd[4096];
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml -j 2", NULL), 0);
+    assert_true(demo_has_stamp(dir));
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s", dir, change);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml -j 2", &out), 0);
+    if (!strstr(out, want))
+        fail_msg("after '%s': expected '%s' in:\n%s", change, want, out);
+    free(out);
+    free(dir);
+}
+
+static void test_stamp_answers_a_noop_rerun(void **state)
+{
+    (void)state;
+    assert_rerun_after("true", "0 ran, 40 up to date, 0 failed");
+}
+
+static void test_stamp_does_not_hide_a_changed_input(void **state)
+{
+    (void)state;
+    /* one more training row: every task reading the data re-runs */
+    assert_rerun_after("tail -n 1 data/demo/train.csv >> data/demo/train.csv", "40 ran, 0 up to date");
+}
+
+static void test_stamp_does_not_hide_a_missing_output(void **state)
+{
+    (void)state;
+    assert_rerun_after("rm submissions/demo.csv", "1 ran, 39 up to date");
+}
+
+static void test_stamp_does_not_hide_a_deleted_run_log(void **state)
+{
+    (void)state;
+    assert_rerun_after("rm configs/runs/demo/.kpipe/runlog", "40 ran, 0 up to date");
+}
+
+static void test_stamp_does_not_hide_a_changed_config(void **state)
+{
+    (void)state;
+    /* ridge's folds and merge and everything downstream of it */
+    assert_rerun_after("sed -i 's/alpha: 10.0/alpha: 3.0/' configs/demo.yaml",
+                       "14 ran, 26 up to date");
+}
+
+static void test_only_partial_or_failed_runs_leave_no_stamp(void **state)
+{
+    (void)state;
+    char *dir = demo_tree(), cmd[4096];
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml --only folds", NULL), 0);
+    assert_false(demo_has_stamp(dir));
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml", NULL), 0);
+    assert_true(demo_has_stamp(dir));
+    /* a run that fails removes it first and writes none */
+    snprintf(cmd, sizeof cmd, "cd '%s' && printf 'id,diagnosis\n' > data/demo/sample_submission.csv",
+             dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    assert_int_not_equal(kpipe(dir, "run configs/demo.yaml", NULL), 0);
+    assert_false(demo_has_stamp(dir));
+    free(dir);
 }
 
 static void test_bad_config_exits_3_naming_line_and_key(void **state)
@@ -288,6 +367,12 @@ KP_TEST_GROUP(e2e)
         cmocka_unit_test(test_demo_jobs_1_and_4_give_identical_submission),
         cmocka_unit_test(test_demo_killed_midrun_resumes_to_identical_submission),
         cmocka_unit_test(test_changed_param_reruns_only_its_dependents),
+        cmocka_unit_test(test_stamp_answers_a_noop_rerun),
+        cmocka_unit_test(test_stamp_does_not_hide_a_changed_input),
+        cmocka_unit_test(test_stamp_does_not_hide_a_missing_output),
+        cmocka_unit_test(test_stamp_does_not_hide_a_deleted_run_log),
+        cmocka_unit_test(test_stamp_does_not_hide_a_changed_config),
+        cmocka_unit_test(test_only_partial_or_failed_runs_leave_no_stamp),
         cmocka_unit_test(test_bad_config_exits_3_naming_line_and_key),
         cmocka_unit_test(test_every_example_config_runs_to_a_submission),
         cmocka_unit_test(test_missing_stage_input_names_config_line_before_running),
