@@ -68,11 +68,21 @@ void kp_cli_keep(kp_cli_ctx *ctx)
 int kp_cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
                  const char *help, kp_cli_opt_fn on_opt, void *data, const char **config)
 {
+    int n = 0;
+    return kp_cli_parse_args(argc, argv, shortopts, longopts, help, on_opt, data, 1, 1,
+                             "CONFIG", config, &n);
+}
+
+int kp_cli_parse_args(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *help, kp_cli_opt_fn on_opt,
+                      void *data, int min_pos, int max_pos, const char *names,
+                      const char **pos, int *n_pos)
+{
     char shorts[64];
     snprintf(shorts, sizeof shorts, ":%s", shortopts);   /* ':' tells a missing value apart */
     optind = 0;   /* glibc: a full re-initialisation */
     opterr = 0;
-    *config = NULL;
+    *n_pos = 0;
     for (;;) {
         int opt = getopt_long(argc, argv, shorts, longopts, NULL);
         if (opt == -1)
@@ -94,13 +104,17 @@ int kp_cli_parse(int argc, char **argv, const char *shortopts, const struct opti
         if (rc)
             return rc;
     }
-    if (optind >= argc)
-        return kp_cli_error(KP_EXIT_USAGE, "%s: missing CONFIG (see kpipe %s --help)",
-                            argv[0], argv[0]);
-    if (optind + 1 < argc)
+    int n = argc - optind;
+    if (n < min_pos)
+        return kp_cli_error(KP_EXIT_USAGE, "%s: %s %s (see kpipe %s --help)", argv[0],
+                            min_pos == 1 && max_pos == 1 ? "missing" : "expected", names,
+                            argv[0]);
+    if (n > max_pos)
         return kp_cli_error(KP_EXIT_USAGE, "%s: unexpected argument '%s' (see kpipe %s --help)",
-                            argv[0], argv[optind + 1], argv[0]);
-    *config = argv[optind];
+                            argv[0], argv[optind + max_pos], argv[0]);
+    for (int i = 0; i < n; i++)
+        pos[i] = argv[optind + i];
+    *n_pos = n;
     return 0;
 }
 

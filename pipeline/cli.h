@@ -62,6 +62,14 @@ typedef int (*kp_cli_opt_fn)(int opt, const char *arg, void *data);
 int kp_cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts,
                  const char *help, kp_cli_opt_fn on_opt, void *data, const char **config);
 
+/* As kp_cli_parse, for min_pos..max_pos positional arguments (into pos[],
+ * borrowed from argv, and *n_pos); names says what they are in messages
+ * ("CHECKPOINT DATA"). */
+int kp_cli_parse_args(int argc, char **argv, const char *shortopts,
+                      const struct option *longopts, const char *help, kp_cli_opt_fn on_opt,
+                      void *data, int min_pos, int max_pos, const char *names,
+                      const char **pos, int *n_pos);
+
 /* Returns the number of online cores (at least 1). */
 int kp_cli_cores(void);
 
@@ -71,9 +79,11 @@ int kp_cmd_plan(int argc, char **argv);
 int kp_cmd_dag(int argc, char **argv);
 int kp_cmd_status(int argc, char **argv);
 int kp_cmd_clean(int argc, char **argv);
+int kp_cmd_models(int argc, char **argv);
+int kp_cmd_predict(int argc, char **argv);
 
 /* Help texts of the commands (for `kpipe COMMAND --help` and `kpipe help`). */
 extern const char kp_help_run[], kp_help_plan[], kp_help_dag[], kp_help_status[],
-    kp_help_clean[];
+    kp_help_clean[], kp_help_models[], kp_help_predict[];
 
 #endif

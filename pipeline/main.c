@@ -25,6 +25,8 @@ static const command commands[] = {
     {"dag", kp_cmd_dag, kp_help_dag, "print the stage graph (text or --dot)"},
     {"status", kp_cmd_status, kp_help_status, "print stage states, costs and the CV leaderboard"},
     {"clean", kp_cmd_clean, kp_help_clean, "remove the run directory's contents"},
+    {"models", kp_cmd_models, kp_help_models, "list the models and their parameters"},
+    {"predict", kp_cmd_predict, kp_help_predict, "predict with a saved checkpoint"},
 };
 
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
@@ -33,6 +35,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: kpipe COMMAND CONFIG [options]\n"
+            "       kpipe models [MODEL] | kpipe predict CHECKPOINT DATA [-o OUT]\n"
             "       kpipe COMMAND --help | kpipe --help | kpipe --version\n"
             "\n"
             "kpipe runs a Kaggle competition pipeline described by a YAML config: a DAG\n"

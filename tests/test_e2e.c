@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include "../lib/csv.h"
 #include "../lib/err.h"
+#include "../models/model.h"
+#include "../models/safetensors.h"
 #include "../pipeline/stamp.h"
 
 /* Makes TMP/{configs,data,submissions} from the repository; returns TMP (heap). */
@@ -267,6 +269,119 @@ static void test_only_partial_or_failed_runs_leave_no_stamp(void **state)
     free(dir);
 }
 
+/* ---- kpipe predict and kpipe models ---- */
+
+#define DEMO_CKPT "configs/runs/demo/logreg/C=0.1/model_part2.safetensors"
+#define DEMO_PART "configs/runs/demo/logreg/C=0.1/part2.safetensors"
+#define DEMO_DATA "configs/runs/demo/prep/dataset.safetensors"
+
+/* Returns part 2's `test` tensor (heap copy) and its element count. */
+static float *demo_part_test(const char *dir, int64_t *n)
+{
+    char *path = kp_test_join(dir, DEMO_PART), err[KP_ERRLEN] = "";
+    kp_st *st = NULL;
+    assert_int_equal(kp_st_open(path, &st, err, sizeof err), 0);
+    const kp_tensor *t = kp_st_find(st, "test");
+    assert_non_null(t);
+    float *v = malloc(sizeof *v * (size_t)t->numel);
+    memcpy(v, t->data, sizeof *v * (size_t)t->numel);
+    *n = t->numel;
+    kp_st_close(st);
+    free(path);
+    return v;
+}
+
+static void test_predict_reproduces_the_training_runs_test_predictions(void **state)
+{
+    (void)state;
+    char *dir = demo_tree(), *csv = NULL, err[KP_ERRLEN] = "";
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml", NULL), 0);
+    int64_t n = 0;
+    float *want = demo_part_test(dir, &n);
+    /* CSV: every float reads back to the training run's bits */
+    assert_int_equal(kpipe(dir, "predict " DEMO_CKPT " " DEMO_DATA " -o p.csv", NULL), 0);
+    assert_non_null(csv = read_in(dir, "p.csv"));
+    assert_int_equal(strncmp(csv, "id,prediction\n", 14), 0);
+    const char *line = strchr(csv, '\n') + 1;
+    for (int64_t i = 0; i < n; i++, line = strchr(line, '\n') + 1) {
+        float got = strtof(strchr(line, ',') + 1, NULL);
+        if (memcmp(&got, &want[i], sizeof got) != 0)
+            fail_msg("row %lld: %.9g, the training run predicted %.9g", (long long)i, got, want[i]);
+    }
+    assert_int_equal(*line, 0);
+    /* safetensors: the same bytes */
+    assert_int_equal(kpipe(dir, "predict " DEMO_CKPT " " DEMO_DATA " -o p.safetensors", NULL), 0);
+    char *path = kp_test_join(dir, "p.safetensors");
+    kp_st *st = NULL;
+    assert_int_equal(kp_st_open(path, &st, err, sizeof err), 0);
+    const kp_tensor *t = kp_st_find(st, "pred");
+    assert_non_null(t);
+    assert_int_equal(t->numel, n);
+    assert_memory_equal(t->data, want, sizeof *want * (size_t)n);
+    kp_st_close(st);
+    free(path); free(want); free(csv); free(dir);
+}
+
+typedef struct cli_error_case {
+    const char *args;
+    int status;
+    const char *message;
+} cli_error_case;
+
+static const cli_error_case predict_errors[] = {
+    { "predict " DEMO_CKPT, 2, "kpipe: predict: expected CHECKPOINT DATA (see kpipe predict --help)" },
+    { "predict " DEMO_CKPT " " DEMO_DATA " --rows all", 2,
+      "kpipe: predict: --rows expects test or train, not 'all'" },
+    { "predict bad.safetensors " DEMO_DATA, 3, "kpipe: predict: bad.safetensors: " },
+    { "predict " DEMO_DATA " " DEMO_DATA, 3, "kpipe: predict: " },
+    { "predict " DEMO_CKPT " " DEMO_CKPT, 3, "kpipe: predict: " },
+    { "models logistc", 2, "kpipe: models: unknown model 'logistc' (did you mean 'logistic'?)" },
+};
+
+static void test_predict_and_models_refuse_bad_arguments_clearly(void **state)
+{
+    (void)state;
+    char *dir = demo_tree(), cmd[4096];
+    assert_int_equal(kpipe(dir, "run configs/demo.yaml", NULL), 0);
+    snprintf(cmd, sizeof cmd, "cd '%s' && head -c 100 " DEMO_CKPT " > bad.safetensors", dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    for (size_t i = 0; i < sizeof predict_errors / sizeof predict_errors[0]; i++) {
+        char *out = NULL;
+        int rc = kpipe(dir, predict_errors[i].args, &out);
+        if (rc != predict_errors[i].status || !strstr(out, predict_errors[i].message))
+            fail_msg("kpipe %s: exit %d, output:\n%s", predict_errors[i].args, rc, out);
+        free(out);
+    }
+    free(dir);
+}
+
+static void test_models_lists_every_model_and_its_parameters(void **state)
+{
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(kpipe(".", "models", &out), 0);
+    for (int i = 0; i < kp_model_count(); i++) {
+        char want[64];
+        snprintf(want, sizeof want, "\n%s ", kp_model_at(i)->name);
+        if (!strstr(out, want))
+            fail_msg("kpipe models does not list '%s'", kp_model_at(i)->name);
+    }
+    free(out);
+    for (int i = 0; i < kp_model_count(); i++) {
+        const kp_model_ops *m = kp_model_at(i);
+        char args[128];
+        snprintf(args, sizeof args, "models %s", m->name);
+        assert_int_equal(kpipe(".", args, &out), 0);
+        for (const kp_keyspec *k = m->params; k->name; k++) {
+            char want[128];
+            snprintf(want, sizeof want, "\n%-22s ", k->name);
+            if (!strstr(out, want))
+                fail_msg("kpipe models %s does not list parameter '%s'", m->name, k->name);
+        }
+        free(out);
+    }
+}
+
 static void test_bad_config_exits_3_naming_line_and_key(void **state)
 {
     (void)state;
@@ -373,6 +488,9 @@ KP_TEST_GROUP(e2e)
         cmocka_unit_test(test_stamp_does_not_hide_a_deleted_run_log),
         cmocka_unit_test(test_stamp_does_not_hide_a_changed_config),
         cmocka_unit_test(test_only_partial_or_failed_runs_leave_no_stamp),
+        cmocka_unit_test(test_predict_reproduces_the_training_runs_test_predictions),
+        cmocka_unit_test(test_predict_and_models_refuse_bad_arguments_clearly),
+        cmocka_unit_test(test_models_lists_every_model_and_its_parameters),
         cmocka_unit_test(test_bad_config_exits_3_naming_line_and_key),
         cmocka_unit_test(test_every_example_config_runs_to_a_submission),
         cmocka_unit_test(test_missing_stage_input_names_config_line_before_running),
