@@ -2,11 +2,13 @@
 #include <string.h>
 #include "model.h"
 
-extern const kp_model_ops kp_model_logistic, kp_model_ridge;
+extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes;
 
 static const kp_model_ops *const registry[] = {
     &kp_model_logistic,
     &kp_model_ridge,
+    &kp_model_knn,
+    &kp_model_naive_bayes,
 };
 
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))

@@ -412,6 +412,17 @@ static const quality_case quality[] = {
     { "ridge", KP_TASK_REGRESSION, 1, "rmse", 0.35 },   /* the noise is 0.3 */
     { "ridge", KP_TASK_BINARY, 1, "auc", 0.98 },
     { "ridge", KP_TASK_MULTILABEL, 3, "auc", 0.98 },
+    /* bounds below the worst of 12 seeds of this generator */
+    { "knn", KP_TASK_BINARY, 1, "accuracy", 0.85 },
+    { "knn", KP_TASK_BINARY, 1, "auc", 0.93 },
+    { "knn", KP_TASK_MULTICLASS, 4, "accuracy", 0.72 },
+    { "knn", KP_TASK_REGRESSION, 1, "rmse", 2.0 },
+    { "knn", KP_TASK_MULTILABEL, 3, "auc", 0.93 },
+    { "naive_bayes", KP_TASK_BINARY, 1, "accuracy", 0.90 },
+    { "naive_bayes", KP_TASK_BINARY, 1, "auc", 0.97 },
+    { "naive_bayes", KP_TASK_MULTICLASS, 4, "accuracy", 0.82 },
+    { "naive_bayes", KP_TASK_MULTICLASS, 4, "logloss", 0.6 },
+    { "naive_bayes", KP_TASK_MULTILABEL, 3, "auc", 0.97 },
 };
 
 static void test_models_fit_generated_problems_well(void **state)
@@ -692,10 +703,14 @@ static void test_fit_without_params_uses_the_spec_defaults(void **state)
 static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
-    assert_int_equal(kp_model_count(), 2);
-    assert_string_equal(kp_model_at(0)->name, "logistic");
-    assert_string_equal(kp_model_at(1)->name, "ridge");
-    assert_null(kp_model_at(2));
+    static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes" };
+    int n = (int)(sizeof names / sizeof names[0]);
+    assert_int_equal(kp_model_count(), n);
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(kp_model_at(i)->name, names[i]);
+        assert_ptr_equal(kp_model_find(names[i]), kp_model_at(i));
+    }
+    assert_null(kp_model_at(n));
     assert_null(kp_model_find("xgboost"));
     for (int t = 0; t < KP_TASK_COUNT; t++) {
         kp_task_kind k = KP_TASK_COUNT;
