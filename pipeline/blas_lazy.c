@@ -25,11 +25,37 @@ static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 static void *lib;
 static char load_error[512];
 
+/* The OpenBLAS kernel set for this CPU's instruction set, or NULL.  OpenBLAS
+ * picks one itself from the CPU model, but falls back to its generic SSE3
+ * kernels (Prescott) on models newer than its release: Debian 12's 0.3.21
+ * does so on Sapphire Rapids, where sgemm then runs ~4x slower. */
+static const char *core_for_cpu(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bf16"))
+        return "Cooperlake";
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "Haswell";
+    return NULL;
+}
+
+/* Loads OpenBLAS with a kernel set for this CPU's instructions, unless the
+ * user chose one with OPENBLAS_CORETYPE.  The variable is read by OpenBLAS's
+ * constructor during dlopen and removed afterwards, so commands started
+ * later do not inherit it. */
 static void load(void)
 {
+    const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : core_for_cpu();
+    if (core)
+        setenv("OPENBLAS_CORETYPE", core, 1);
     lib = dlopen(OPENBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
     if (!lib)
         snprintf(load_error, sizeof load_error, "cannot load OpenBLAS: %s", dlerror());
+    if (core)
+        unsetenv("OPENBLAS_CORETYPE");
 }
 
 /* Returns the real function called name; a missing library or symbol at a
@@ -50,6 +76,16 @@ int kp_blas_preload(char *err, size_t errlen)
 {
     pthread_once(&load_once, load);
     return lib ? 0 : kp_errf(err, errlen, KP_ERR_IO, "%s", load_error);
+}
+
+void kp_blas_describe(char *buf, size_t n)
+{
+    if (kp_blas_preload(buf, n) < 0)
+        return;
+    char *(*config)(void) = (char *(*)(void))dlsym(lib, "openblas_get_config");
+    char *(*core)(void) = (char *(*)(void))dlsym(lib, "openblas_get_corename");
+    snprintf(buf, n, "%s, kernels %s", config ? config() : "OpenBLAS",
+             core ? core() : "unknown");
 }
 
 void kp_blas_stop_threads(void)

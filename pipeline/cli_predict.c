@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../lib/afile.h"
+#include "../lib/blas.h"
 #include "../lib/csv.h"
 #include "../lib/err.h"
 #include "../lib/parallel.h"
@@ -138,7 +139,9 @@ static int predict(const char *ckpt, const char *data, const predict_args *a, ch
     kp_model *m = NULL;
     kp_dataset *d = NULL;
     float *p = NULL;
-    int rc = kp_model_load(ckpt, NULL, &m, err, errlen);
+    int rc = kp_blas_preload(err, errlen);   /* before any thread: see lib/blas.h */
+    if (rc == 0)
+        rc = kp_model_load(ckpt, NULL, &m, err, errlen);
     if (rc == 0)
         rc = kp_dataset_open(data, &d, err, errlen);
     if (rc < 0)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli.h"
+#include "../lib/blas.h"
 #include "../lib/params.h"
 
 #ifndef KP_VERSION
@@ -91,7 +92,9 @@ int main(int argc, char **argv)
         return KP_EXIT_OK;
     }
     if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0) {
-        printf("kpipe %s\n", KP_VERSION);
+        char blas[256];
+        kp_blas_describe(blas, sizeof blas);
+        printf("kpipe %s\n%s\n", KP_VERSION, blas);
         return KP_EXIT_OK;
     }
     const command *c = find_command(arg);
