@@ -2,13 +2,15 @@
 #include <string.h>
 #include "model.h"
 
-extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes;
+extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes,
+    kp_model_mlp;
 
 static const kp_model_ops *const registry[] = {
     &kp_model_logistic,
     &kp_model_ridge,
     &kp_model_knn,
     &kp_model_naive_bayes,
+    &kp_model_mlp,
 };
 
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))

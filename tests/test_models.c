@@ -423,6 +423,13 @@ static const quality_case quality[] = {
     { "naive_bayes", KP_TASK_MULTICLASS, 4, "accuracy", 0.82 },
     { "naive_bayes", KP_TASK_MULTICLASS, 4, "logloss", 0.6 },
     { "naive_bayes", KP_TASK_MULTILABEL, 3, "auc", 0.97 },
+    /* the default [100] net; bounds below the worst of 30 seeds */
+    { "mlp", KP_TASK_BINARY, 1, "accuracy", 0.92 },
+    { "mlp", KP_TASK_BINARY, 1, "auc", 0.98 },
+    { "mlp", KP_TASK_MULTICLASS, 4, "accuracy", 0.87 },
+    { "mlp", KP_TASK_MULTICLASS, 4, "logloss", 0.3 },
+    { "mlp", KP_TASK_MULTILABEL, 3, "auc", 0.98 },
+    { "mlp", KP_TASK_REGRESSION, 1, "rmse", 0.5 },
 };
 
 static void test_models_fit_generated_problems_well(void **state)
@@ -703,7 +710,7 @@ static void test_fit_without_params_uses_the_spec_defaults(void **state)
 static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
-    static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes" };
+    static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp" };
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(kp_model_count(), n);
     for (int i = 0; i < n; i++) {
