@@ -66,18 +66,30 @@ static int check_problem(const kp_model_ops *ops, const kp_problem *pb, char *er
     return 0;
 }
 
+/* Checks X's values: finite, or NaN for a model that takes missing values. */
+static int check_values(const kp_model_ops *ops, const kp_matrix *X, char *err, size_t errlen)
+{
+    for (int64_t i = 0; i < X->rows * X->cols; i++) {
+        float v = X->data[i];
+        if (isfinite(v) || (isnan(v) && ops->missing_ok))
+            continue;
+        return kp_errf(err, errlen, KP_ERR_ARG, "X[%lld, %lld] is %g; %s",
+                       (long long)(i / X->cols), (long long)(i % X->cols), (double)v,
+                       isnan(v) ? "this model does not take missing values (impute them in "
+                                  "preprocess)"
+                                : "features must be finite");
+    }
+    return 0;
+}
+
 /* Checks X's shape and that every value is finite; 0 or KP_ERR_ARG. */
-static int check_matrix(const kp_matrix *X, char *err, size_t errlen)
+static int check_matrix(const kp_model_ops *ops, const kp_matrix *X, char *err, size_t errlen)
 {
     if (X->rows < 1 || X->cols < 1 || X->rows > INT_MAX || X->cols > INT_MAX)
         return kp_errf(err, errlen, KP_ERR_ARG,
                        "X has %lld rows and %lld columns; need 1 to %d of each",
                        (long long)X->rows, (long long)X->cols, INT_MAX);
-    for (int64_t i = 0; i < X->rows * X->cols; i++)
-        if (!isfinite(X->data[i]))
-            return kp_errf(err, errlen, KP_ERR_ARG, "X[%lld, %lld] is %g; features must be finite",
-                           (long long)(i / X->cols), (long long)(i % X->cols), X->data[i]);
-    return 0;
+    return check_values(ops, X, err, errlen);
 }
 
 /* Checks that every target fits the task (see model.h); 0 or KP_ERR_ARG. */
@@ -115,7 +127,7 @@ int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_prob
     kp_model *m = NULL;
     int rc;
     if ((rc = check_problem(ops, pb, err, errlen)) < 0 ||
-        (rc = check_matrix(X, err, errlen)) < 0 ||
+        (rc = check_matrix(ops, X, err, errlen)) < 0 ||
         (rc = check_targets(pb, y, X->rows, err, errlen)) < 0)
         goto fail;
     if (!params && !(params = empty = kp_params_create())) {
@@ -143,7 +155,9 @@ fail:
 int kp_model_predict(const kp_model *m, const kp_matrix *X, float *out, int threads,
                      char *err, size_t errlen)
 {
-    int rc = m->ops->predict(m->impl, X, out, threads, err, errlen);
+    int rc = check_values(m->ops, X, err, errlen);
+    if (rc == 0)
+        rc = m->ops->predict(m->impl, X, out, threads, err, errlen);
     return rc < 0 ? kp_err_prefix(err, errlen, rc, m->ops->name) : 0;
 }
 

@@ -68,6 +68,10 @@ typedef struct kp_model_ops {
     int (*load)(const kp_st *st, const kp_problem *pb, void **model, char *err, size_t errlen);
     /* Frees a model; NULL is accepted. */
     void (*free)(void *model);
+    /* 1 if X may hold NaN (a missing value, e.g. preprocess `impute: none`),
+     * which the model routes itself; else kp_model_fit/predict refuse NaN.
+     * Infinities are always refused. */
+    int missing_ok;
 } kp_model_ops;
 
 /* A fitted model of any type. */

@@ -3,7 +3,7 @@
 #include "model.h"
 
 extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes,
-    kp_model_mlp;
+    kp_model_mlp, kp_model_gbdt;
 
 static const kp_model_ops *const registry[] = {
     &kp_model_logistic,
@@ -11,6 +11,7 @@ static const kp_model_ops *const registry[] = {
     &kp_model_knn,
     &kp_model_naive_bayes,
     &kp_model_mlp,
+    &kp_model_gbdt,
 };
 
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))

@@ -329,12 +329,13 @@ static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
     return 0;
 }
 
-/* Checks every value of a matrix is finite. */
+/* Checks every value of a feature matrix is finite or NaN (a missing value
+ * kept by preprocess `impute: none`; models refuse it unless they route it). */
 static int check_finite(const kp_st *st, const char *name, const float *x, int64_t rows,
                         int64_t cols, char *err, size_t errlen)
 {
     for (int64_t i = 0; i < rows * cols; i++)
-        if (!isfinite(x[i]))
+        if (isinf(x[i]))
             return kp_errf(err, errlen, KP_ERR_FORMAT,
                            "%s: %s[%lld, %lld] is not a finite number", kp_st_path(st), name,
                            (long long)(i / cols), (long long)(i % cols));

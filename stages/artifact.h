@@ -2,7 +2,7 @@
  *
  * All are safetensors files with metadata "kpipe.artifact" naming the kind.
  *
- * dataset.safetensors (preprocess):
+ * dataset.safetensors (preprocess; X may hold NaN after impute: none):
  *   X_train F32 [n_train, n_feat], X_test F32 [n_test, n_feat]
  *   y F32 [n_train] (binary 0/1, multiclass index, regression value)
  *     or [n_train, n_labels] (multilabel 0/1)

@@ -28,8 +28,9 @@ static const kp_keyspec preprocess_keys[] = {
      "how categorical columns become numbers: onehot (0/1 per category) or ordinal (index)"},
     {"max_onehot", KP_PT_INT, "32", NULL, 0, 1e9,
      "a categorical column with more categories than this is encoded ordinal"},
-    {"impute", KP_PT_ENUM, "mean", "mean|median|constant", 0, 0,
-     "what replaces a missing number: the train mean, train median or fill_value"},
+    {"impute", KP_PT_ENUM, "mean", "mean|median|constant|none", 0, 0,
+     "what replaces a missing number: the train mean, train median or fill_value; none "
+     "leaves it NaN for the models that route missing values (gbdt)"},
     {"fill_value", KP_PT_FLOAT, "0", NULL, 0, 0, "the value used by impute: constant"},
     {"missing_indicator", KP_PT_BOOL, "false", NULL, 0, 0,
      "add a 0/1 column COL:missing for each feature with missing values in train"},
@@ -48,13 +49,15 @@ static int read_options(prep *p, const kp_params *o)
     const char *cat = kp_params_str(o, "categorical", "onehot");
     const char *imp = kp_params_str(o, "impute", "mean");
     p->onehot = strcmp(cat, "onehot") == 0;
-    p->impute = strcmp(imp, "median") == 0 ? IMPUTE_MEDIAN
-                : strcmp(imp, "constant") == 0 ? IMPUTE_CONSTANT : IMPUTE_MEAN;
+    p->impute = strcmp(imp, "median") == 0     ? IMPUTE_MEDIAN
+                : strcmp(imp, "constant") == 0 ? IMPUTE_CONSTANT
+                : strcmp(imp, "none") == 0     ? IMPUTE_NONE
+                                               : IMPUTE_MEAN;
     if ((!p->onehot && strcmp(cat, "ordinal") != 0) ||
         (p->impute == IMPUTE_MEAN && strcmp(imp, "mean") != 0))
         return kp_errf(p->err, p->errlen, KP_ERR_ARG,
                        "preprocess: categorical is '%s' and impute '%s'; expected onehot|ordinal "
-                       "and mean|median|constant", cat, imp);
+                       "and mean|median|constant|none", cat, imp);
     p->max_onehot = kp_params_int(o, "max_onehot", 32);
     p->fill_value = kp_params_double(o, "fill_value", 0);
     p->indicator = kp_params_bool(o, "missing_indicator", 0);
@@ -198,6 +201,8 @@ static double numeric_fill(const prep *p, double *v, size_t m)
     double sum = 0;
     if (p->impute == IMPUTE_CONSTANT)
         return p->fill_value;
+    if (p->impute == IMPUTE_NONE)
+        return NAN;
     if (m == 0)
         return 0;   /* no value in train at all: nothing to average */
     if (p->impute == IMPUTE_MEDIAN) {
@@ -307,15 +312,18 @@ static void standardize(prep *p)
         feat *f = &p->f[i];
         if (f->mode == COL_ONEHOT)
             continue;
-        double sum = 0, ss = 0;
+        double sum = 0, ss = 0, n = 0;   /* over the values present (impute: none) */
         for (size_t r = 0; r < ntr; r++)
-            sum += p->Xtr[r * w + f->out];
-        f->mean = sum / (double)ntr;
+            if (!isnan(p->Xtr[r * w + f->out])) {
+                sum += p->Xtr[r * w + f->out];
+                n++;
+            }
+        f->mean = n > 0 ? sum / n : 0;
         for (size_t r = 0; r < ntr; r++) {
             double d = p->Xtr[r * w + f->out] - f->mean;
-            ss += d * d;
+            ss += isnan(d) ? 0 : d * d;
         }
-        double sd = sqrt(ss / (double)ntr);
+        double sd = n > 0 ? sqrt(ss / n) : 0;
         f->scale = sd > 0 ? sd : 1;
         for (size_t r = 0; r < ntr; r++)
             p->Xtr[r * w + f->out] = (float)((p->Xtr[r * w + f->out] - f->mean) / f->scale);

@@ -14,7 +14,7 @@
 #include "../lib/csv.h"
 #include "preprocess.h"
 
-enum { IMPUTE_MEAN, IMPUTE_MEDIAN, IMPUTE_CONSTANT };
+enum { IMPUTE_MEAN, IMPUTE_MEDIAN, IMPUTE_CONSTANT, IMPUTE_NONE };
 typedef enum col_mode { COL_NUMERIC, COL_ONEHOT, COL_ORDINAL } col_mode;
 
 /* One input feature column and how it is encoded. */

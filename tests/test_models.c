@@ -430,6 +430,13 @@ static const quality_case quality[] = {
     { "mlp", KP_TASK_MULTICLASS, 4, "logloss", 0.3 },
     { "mlp", KP_TASK_MULTILABEL, 3, "auc", 0.98 },
     { "mlp", KP_TASK_REGRESSION, 1, "rmse", 0.5 },
+    /* bounds below the worst of 30 seeds; trees fit this linear target in steps */
+    { "gbdt", KP_TASK_BINARY, 1, "accuracy", 0.88 },
+    { "gbdt", KP_TASK_BINARY, 1, "auc", 0.95 },
+    { "gbdt", KP_TASK_MULTICLASS, 4, "accuracy", 0.78 },
+    { "gbdt", KP_TASK_MULTICLASS, 4, "logloss", 0.55 },
+    { "gbdt", KP_TASK_MULTILABEL, 3, "auc", 0.96 },
+    { "gbdt", KP_TASK_REGRESSION, 1, "rmse", 2.2 },
 };
 
 static void test_models_fit_generated_problems_well(void **state)
@@ -644,7 +651,7 @@ static void test_fit_rejects_bad_inputs_with_clear_messages(void **state)
 {
     (void)state;
     static const float y_bad[] = { 0, 1, 2, 0 }, y_mc[] = { 0, 1, 3, 0 };
-    static const float X_nan[] = { 1, 2, NAN, 4 };
+    static const float X_nan[] = { 1, 2, NAN, 4 }, X_inf[] = { 1, 2, INFINITY, 4 };
     static const char *const c0[] = { "C", "0", NULL };
     assert_fit_fails("ridge", KP_TASK_MULTICLASS, 3, bin_X, 4, 3, y_mc, NULL, KP_ERR_ARG,
                      "ridge: task 'multiclass' is not supported "
@@ -656,11 +663,43 @@ static void test_fit_rejects_bad_inputs_with_clear_messages(void **state)
     assert_fit_fails("logistic", KP_TASK_MULTILABEL, 2, bin_X, 2, 3, y_bad, NULL, KP_ERR_ARG,
                      "logistic: y[1, 0] = 2 is not 0 or 1");
     assert_fit_fails("ridge", KP_TASK_REGRESSION, 1, X_nan, 2, 2, y_bad, NULL, KP_ERR_ARG,
-                     "ridge: X[1, 0] is nan; features must be finite");
+                     "ridge: X[1, 0] is nan; this model does not take missing values "
+                     "(impute them in preprocess)");
+    assert_fit_fails("gbdt", KP_TASK_REGRESSION, 1, X_inf, 2, 2, y_bad, NULL, KP_ERR_ARG,
+                     "gbdt: X[1, 0] is inf; features must be finite");
     assert_fit_fails("logistic", KP_TASK_BINARY, 2, bin_X, 4, 3, y_bad, NULL, KP_ERR_ARG,
                      "logistic: task 'binary' cannot have 2 outputs");
     assert_fit_fails("logistic", KP_TASK_BINARY, 1, bin_X, 40, 3, bin_y, c0, KP_ERR_ARG,
                      "logistic: C = 0 must be a positive number");
+}
+
+/* A model that routes missing values (ops->missing_ok) gets NaN through
+ * kp_model_fit and kp_model_predict; the others are refused at predict too. */
+static void test_missing_values_reach_only_the_models_that_take_them(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    float X[N * 2], y[N], p[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = (float)(i % 2);
+        X[2 * i] = i % 5 == 0 ? NAN : (float)(i % 2) + 0.1f * (float)(i % 7);
+        X[2 * i + 1] = (float)(i % 3);
+    }
+    kp_model *m = fit("gbdt", KP_TASK_BINARY, 1, X, N, 2, y, NULL);
+    kp_matrix Xm = { X, N, 2 };
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_model_predict(m, &Xm, p, 1, err, sizeof err), 0);
+    for (int i = 0; i < N; i++)
+        assert_true(isfinite(p[i]));
+    kp_model_free(m);
+    float Xf[N * 2];
+    for (int i = 0; i < N * 2; i++)
+        Xf[i] = isnan(X[i]) ? 0 : X[i];
+    m = fit("logistic", KP_TASK_BINARY, 1, Xf, N, 2, y, NULL);
+    assert_int_equal(kp_model_predict(m, &Xm, p, 1, err, sizeof err), KP_ERR_ARG);
+    assert_string_equal(err, "logistic: X[0, 0] is nan; this model does not take missing values "
+                             "(impute them in preprocess)");
+    kp_model_free(m);
 }
 
 static void test_ridge_singular_system_without_penalty_is_an_error(void **state)
@@ -710,7 +749,8 @@ static void test_fit_without_params_uses_the_spec_defaults(void **state)
 static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
-    static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp" };
+    static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp",
+                                           "gbdt" };
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(kp_model_count(), n);
     for (int i = 0; i < n; i++) {
@@ -749,6 +789,7 @@ KP_TEST_GROUP(models)
         cmocka_unit_test(test_load_refuses_truncated_checkpoint),
         cmocka_unit_test(test_fit_is_deterministic_across_runs_and_blas_threads),
         cmocka_unit_test(test_fit_rejects_bad_inputs_with_clear_messages),
+        cmocka_unit_test(test_missing_values_reach_only_the_models_that_take_them),
         cmocka_unit_test(test_ridge_singular_system_without_penalty_is_an_error),
         cmocka_unit_test(test_predict_rejects_wrong_column_count),
         cmocka_unit_test(test_fit_without_params_uses_the_spec_defaults),

@@ -204,6 +204,20 @@ static void test_preprocess_imputation_uses_train_statistics(void **state)
     }
 }
 
+static void test_preprocess_impute_none_keeps_nan_and_standardizes_the_rest(void **state)
+{
+    (void)state;
+    run r;
+    run_init(&r, "id,x,y\n1,1,0\n2,NA,1\n3,3,0\n", "id,x\n5,\n6,5\n", KP_TASK_BINARY, "y");
+    opt(&r, "impute", "none");
+    opt(&r, "standardize", "true");
+    run_ok(&r);
+    assert_true(isnan(xtr(r.d, 1, 0)) && isnan(xte(r.d, 0, 0)));
+    assert_near(xtr(r.d, 0, 0), -1);   /* mean 2 and std 1 of the values present */
+    assert_near(xte(r.d, 1, 0), 3);
+    run_free(&r);
+}
+
 static void test_preprocess_median_of_even_count_averages_the_middle(void **state)
 {
     (void)state;
@@ -552,7 +566,7 @@ static void test_preprocess_dataset_open_refuses_inconsistent_files(void **state
     run_init(&r, "id,v,y\nA,1,0\nBB,2,1\nC,3,0\n", "id,v\nD,1\n", KP_TASK_BINARY, "y");
     run_ok(&r);
     char *bad = kp_test_join(r.dir, "bad.safetensors");
-    float y2[2] = {0, 1}, y3[3] = {0, 2, 1}, x3[3] = {1, NAN, 3};
+    float y2[2] = {0, 1}, y3[3] = {0, 2, 1}, x3[3] = {1, INFINITY, 3};
     int64_t s2[1] = {2}, s3[1] = {3}, sx[2] = {3, 1}, so[1] = {4};
     int64_t off_back[4] = {0, 2, 1, 4}, off_far[4] = {0, 1, 3, 9};
     struct { const char *name; kp_dtype dt; int ndim; const int64_t *shape; const void *data;
@@ -589,6 +603,7 @@ KP_TEST_GROUP(preprocess)
         cmocka_unit_test(test_preprocess_onehot_sorted_categories_unseen_is_zero),
         cmocka_unit_test(test_preprocess_ordinal_and_max_onehot),
         cmocka_unit_test(test_preprocess_imputation_uses_train_statistics),
+        cmocka_unit_test(test_preprocess_impute_none_keeps_nan_and_standardizes_the_rest),
         cmocka_unit_test(test_preprocess_median_of_even_count_averages_the_middle),
         cmocka_unit_test(test_preprocess_missing_indicator_only_for_train_missing),
         cmocka_unit_test(test_preprocess_standardize_fits_on_train_only),
