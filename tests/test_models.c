@@ -555,8 +555,8 @@ typedef struct bad_ckpt {
 static const bad_ckpt bad[] = {
     { { "format", "pt", NULL }, 1, 3, 0, KP_ERR_FORMAT,
       "not a kpipe checkpoint (no kpipe.model metadata)" },
-    { { "kpipe.model", "forest", "kpipe.task", "binary", "kpipe.n_out", "1", "kpipe.format", "1",
-        NULL }, 1, 3, 0, KP_ERR_FORMAT, "checkpoint is of unknown model 'forest'" },
+    { { "kpipe.model", "catboost", "kpipe.task", "binary", "kpipe.n_out", "1", "kpipe.format", "1",
+        NULL }, 1, 3, 0, KP_ERR_FORMAT, "checkpoint is of unknown model 'catboost'" },
     { { "kpipe.model", "logistic", "kpipe.task", "binary", "kpipe.n_out", "1", "kpipe.format",
         "2", NULL }, 1, 3, 0, KP_ERR_FORMAT, "kpipe.format is '2', expected '1'" },
     { { "kpipe.model", "logistic", "kpipe.task", "ranking", "kpipe.n_out", "1", "kpipe.format",
@@ -750,7 +750,7 @@ static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
     static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp",
-                                           "gbdt" };
+                                           "gbdt", "forest" };
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(kp_model_count(), n);
     for (int i = 0; i < n; i++) {
