@@ -663,7 +663,8 @@ static void test_knn_rejects_bad_inputs_with_clear_messages(void **state)
     assert_int_equal(kp_model_predict(m, &wrong, out, 1, err, sizeof err), KP_ERR_MISMATCH);
     assert_string_equal(err, "knn: X has 5 columns but the model was fitted on 2 features");
     assert_int_equal(kp_model_predict(m, &nan, out, 1, err, sizeof err), KP_ERR_ARG);
-    assert_string_equal(err, "knn: X[1, 0] is nan; features must be finite");
+    assert_string_equal(err, "knn: X[1, 0] is nan; this model does not take missing values "
+                             "(impute them in preprocess)");
     kp_model_free(m);
 }
 
