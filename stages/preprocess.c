@@ -484,7 +484,8 @@ static int write_dataset(prep *p, const char *path)
 static void log_summary(const prep *p)
 {
     static const char *const how[] = {"numeric", "one-hot", "ordinal"};
-    static const char *const imp[] = {"mean", "median", "constant"};
+    static const char *const imp[] = {", imputed with the mean", ", imputed with the median",
+                                      ", imputed with the constant", ", kept as NaN"};
     size_t kinds[3] = {0, 0, 0};
     FILE *L = p->log;
     if (!L)
@@ -500,9 +501,8 @@ static void log_summary(const prep *p)
         const feat *f = &p->f[i];
         const char *col = kp_csv_header(p->train, f->tr);
         if (f->miss_train || f->miss_test)
-            fprintf(L, "preprocess: column '%s' (%s): %zu missing in train, %zu in test%s%s\n",
+            fprintf(L, "preprocess: column '%s' (%s): %zu missing in train, %zu in test%s\n",
                     col, how[f->mode], f->miss_train, f->miss_test,
-                    f->mode == COL_NUMERIC ? ", imputed with the " : "",
                     f->mode == COL_NUMERIC ? imp[p->impute] : "");
         if (f->unseen)
             fprintf(L, "preprocess: column '%s': %zu test rows have a category unseen in train\n",

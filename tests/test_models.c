@@ -437,6 +437,13 @@ static const quality_case quality[] = {
     { "gbdt", KP_TASK_MULTICLASS, 4, "logloss", 0.55 },
     { "gbdt", KP_TASK_MULTILABEL, 3, "auc", 0.96 },
     { "gbdt", KP_TASK_REGRESSION, 1, "rmse", 2.2 },
+    /* default parameters; bounds below the worst of 24 seeds */
+    { "forest", KP_TASK_BINARY, 1, "accuracy", 0.86 },
+    { "forest", KP_TASK_BINARY, 1, "auc", 0.94 },
+    { "forest", KP_TASK_MULTICLASS, 4, "accuracy", 0.77 },
+    { "forest", KP_TASK_MULTICLASS, 4, "logloss", 0.65 },
+    { "forest", KP_TASK_REGRESSION, 1, "rmse", 2.5 },
+    { "forest", KP_TASK_MULTILABEL, 3, "auc", 0.94 },
 };
 
 static void test_models_fit_generated_problems_well(void **state)

@@ -215,6 +215,7 @@ static void test_preprocess_impute_none_keeps_nan_and_standardizes_the_rest(void
     assert_true(isnan(xtr(r.d, 1, 0)) && isnan(xte(r.d, 0, 0)));
     assert_near(xtr(r.d, 0, 0), -1);   /* mean 2 and std 1 of the values present */
     assert_near(xte(r.d, 1, 0), 3);
+    assert_non_null(strstr(r.log, "column 'x' (numeric): 1 missing in train, 1 in test, kept as NaN"));
     run_free(&r);
 }
 
