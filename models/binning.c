@@ -14,10 +14,43 @@ struct kp_bins {
     float *cuts;       /* features x stride, ascending, the last used one +inf */
 };
 
-static int float_cmp(const void *a, const void *b)
+/* The bits of a float as an unsigned key with the same order (no NaN). */
+static uint32_t float_key(float x)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static float key_float(uint32_t k)
+{
+    uint32_t u = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Sorts v[0..n) ascending (no NaN) by an LSD radix sort on 11-bit digits,
+ * with keys (2n) as scratch. */
+static void sort_floats(float *v, uint32_t *keys, size_t n)
+{
+    uint32_t *a = keys, *b = keys + n;
+    for (size_t i = 0; i < n; i++)
+        a[i] = float_key(v[i]);
+    for (int shift = 0; shift < 33; shift += 11) {
+        size_t count[2049] = { 0 };
+        for (size_t i = 0; i < n; i++)
+            count[((a[i] >> shift) & 2047) + 1]++;
+        for (int d = 0; d < 2048; d++)
+            count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++)
+            b[count[(a[i] >> shift) & 2047]++] = a[i];
+        uint32_t *t = a;
+        a = b;
+        b = t;
+    }
+    for (size_t i = 0; i < n; i++)   /* a: the last pass's output */
+        v[i] = key_float(a[i]);
 }
 
 /* A cut between two neighbouring sorted values lo < hi: their midpoint when it
@@ -59,6 +92,7 @@ typedef struct create_job {
     const kp_matrix *X;
     kp_bins *b;
     float **scratch;   /* one sample buffer per thread */
+    uint32_t **keys;   /* one radix scratch per thread */
     size_t sample;
 } create_job;
 
@@ -75,7 +109,7 @@ static void create_feature(void *data, size_t f, int tid)
         if (!isnan(x))
             v[n++] = x;
     }
-    qsort(v, n, sizeof *v, float_cmp);
+    sort_floats(v, j->keys[tid], n);
     j->b->count[f] = cuts_from_sorted(v, n, j->b->stride, j->b->cuts + f * (size_t)j->b->stride);
 }
 
@@ -93,9 +127,10 @@ int kp_bins_create(const kp_matrix *X, int max_bin, int threads, kp_bins **out,
         threads = 1;
     kp_bins *b = calloc(1, sizeof *b);
     create_job j = { X, b, calloc((size_t)threads, sizeof(float *)),
+                     calloc((size_t)threads, sizeof(uint32_t *)),
                      X->rows > KP_BINS_SAMPLE ? KP_BINS_SAMPLE : (size_t)X->rows };
     int rc = KP_ERR_NOMEM;
-    if (!b || !j.scratch)
+    if (!b || !j.scratch || !j.keys)
         goto fail;
     b->features = (int)X->cols;
     b->stride = max_bin;
@@ -104,7 +139,8 @@ int kp_bins_create(const kp_matrix *X, int max_bin, int threads, kp_bins **out,
     if (!b->count || !b->cuts)
         goto fail;
     for (int t = 0; t < threads; t++)
-        if (!(j.scratch[t] = malloc(sizeof(float) * (j.sample ? j.sample : 1))))
+        if (!(j.scratch[t] = malloc(sizeof(float) * (j.sample ? j.sample : 1))) ||
+            !(j.keys[t] = malloc(2 * sizeof(uint32_t) * (j.sample ? j.sample : 1))))
             goto fail;
     kp_parallel_for(threads, create_feature, &j, (size_t)X->cols);
     rc = 0;
@@ -113,7 +149,10 @@ int kp_bins_create(const kp_matrix *X, int max_bin, int threads, kp_bins **out,
 fail:
     for (int t = 0; j.scratch && t < threads; t++)
         free(j.scratch[t]);
+    for (int t = 0; j.keys && t < threads; t++)
+        free(j.keys[t]);
     free(j.scratch);
+    free(j.keys);
     kp_bins_free(b);
     return rc < 0 ? kp_errf(err, errlen, rc, "out of memory binning %lld features",
                             (long long)X->cols) : 0;

@@ -35,6 +35,19 @@ static void test_binning_few_distinct_values_cut_half_way(void **state)
     kp_bins_free(b);
 }
 
+/* The radix sort orders signs, zeros and infinities like the float order. */
+static void test_binning_negative_values_and_infinities_sort_in_float_order(void **state)
+{
+    (void)state;
+    const float X[] = { 4, -1, -INFINITY, 0, -2.5f, -0.0f, 4, -1 };
+    kp_bins *b = bins_of(X, 8, 1, 255, 1);
+    const float *c;
+    assert_int_equal(kp_bins_cuts(b, 0, &c), 5);
+    assert_true(isinf(c[0]) && c[0] < 0);   /* -inf and -2.5 have no finite midpoint */
+    assert_true(c[1] == -1.75f && c[2] == -0.5f && c[3] == 2.0f && isinf(c[4]) && c[4] > 0);
+    kp_bins_free(b);
+}
+
 static void test_binning_many_values_give_quantile_bins_of_similar_size(void **state)
 {
     (void)state;
@@ -137,6 +150,7 @@ KP_TEST_GROUP(binning)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_binning_few_distinct_values_cut_half_way),
+        cmocka_unit_test(test_binning_negative_values_and_infinities_sort_in_float_order),
         cmocka_unit_test(test_binning_many_values_give_quantile_bins_of_similar_size),
         cmocka_unit_test(test_binning_code_agrees_with_cuts_on_raw_floats),
         cmocka_unit_test(test_binning_constant_or_missing_feature_has_one_bin),
