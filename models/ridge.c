@@ -26,10 +26,10 @@ static const kp_keyspec ridge_params[] = {
     { NULL, 0, NULL, NULL, 0, 0, NULL },
 };
 
-/* The centred problem, in double. */
+/* The centred problem, in double (X and Y copied for the dual only). */
 typedef struct ridge_sys {
     int n, d, L;
-    double *X, *Y;      /* n x d and n x L, owned */
+    double *X, *Y;      /* n x d and n x L, owned, or NULL */
     double *xm, *ym;    /* column means (zero without an intercept), owned */
 } ridge_sys;
 
@@ -54,19 +54,24 @@ static void center(double *A, int n, int c, double *mean)
             A[(size_t)i * c + j] -= mean[j];
 }
 
-/* Copies X and the targets to double and centres them; 0 or KP_ERR_NOMEM. */
+/* Sets the sizes and allocates the means; with copy (the dual), also copies
+ * X and the targets to double and centres them.  0 or KP_ERR_NOMEM. */
 static int sys_init(ridge_sys *s, const kp_problem *pb, const kp_matrix *X, const float *y,
-                    int fit_intercept)
+                    int fit_intercept, int copy)
 {
     s->n = (int)X->rows;
     s->d = (int)X->cols;
     s->L = pb->n_out;
     size_t nd = (size_t)s->n * s->d, nl = (size_t)s->n * s->L;
-    s->X = malloc(sizeof *s->X * nd);
-    s->Y = malloc(sizeof *s->Y * nl);
     s->xm = calloc((size_t)s->d, sizeof *s->xm);
     s->ym = calloc((size_t)s->L, sizeof *s->ym);
-    if (!s->X || !s->Y || !s->xm || !s->ym)
+    if (!s->xm || !s->ym)
+        return KP_ERR_NOMEM;
+    if (!copy)
+        return 0;
+    s->X = malloc(sizeof *s->X * nd);
+    s->Y = malloc(sizeof *s->Y * nl);
+    if (!s->X || !s->Y)
         return KP_ERR_NOMEM;
     for (size_t i = 0; i < nd; i++)
         s->X[i] = X->data[i];
@@ -97,18 +102,67 @@ static int cholesky_solve(double *A, int k, double alpha, double *B, int L,
     return 0;
 }
 
-/* Solves for W (L x d) from the d x d normal equations. */
-static int solve_primal(const ridge_sys *s, double alpha, double *W, char *err, size_t errlen)
+#define PRIMAL_BLOCK 4096   /* rows converted to double at a time */
+
+/* Accumulates Xc'Xc into A (d x d, upper) and Yc'Xc into W (L x d) block by
+ * block, centring with the means in s->xm and s->ym: no n x d double copy,
+ * so memory traffic stays that of reading X once. */
+static int accumulate_normal(const ridge_sys *s, const kp_matrix *X, const float *y,
+                             double *A, double *W)
+{
+    double *Xb = malloc(sizeof *Xb * PRIMAL_BLOCK * (size_t)s->d);
+    double *Yb = malloc(sizeof *Yb * PRIMAL_BLOCK * (size_t)s->L);
+    if (!Xb || !Yb) {
+        free(Xb);
+        free(Yb);
+        return KP_ERR_NOMEM;
+    }
+    for (int r0 = 0; r0 < s->n; r0 += PRIMAL_BLOCK) {
+        int nb = s->n - r0 < PRIMAL_BLOCK ? s->n - r0 : PRIMAL_BLOCK;
+        for (int i = 0; i < nb; i++) {
+            for (int j = 0; j < s->d; j++)
+                Xb[(size_t)i * s->d + j] = X->data[(size_t)(r0 + i) * s->d + j] - s->xm[j];
+            for (int l = 0; l < s->L; l++)
+                Yb[(size_t)i * s->L + l] = y[(size_t)(r0 + i) * s->L + l] - s->ym[l];
+        }
+        double beta = r0 == 0 ? 0.0 : 1.0;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, s->d, nb, 1.0, Xb, s->d, beta, A,
+                    s->d);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->L, s->d, nb, 1.0, Yb, s->L,
+                    Xb, s->d, beta, W, s->d);
+    }
+    free(Xb);
+    free(Yb);
+    return 0;
+}
+
+/* Column means of the n x c float matrix M into mean (double sums). */
+static void column_means(const float *M, int n, int c, double *mean)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < c; j++)
+            mean[j] += M[(size_t)i * c + j];
+    for (int j = 0; j < c; j++)
+        mean[j] /= n;
+}
+
+/* Solves for W (L x d) from the d x d normal equations, reading X in blocks. */
+static int solve_primal(ridge_sys *s, const kp_matrix *X, const float *y, int fit_intercept,
+                        double alpha, double *W, char *err, size_t errlen)
 {
     double *A = malloc(sizeof *A * (size_t)s->d * s->d);
     if (!A)
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory for a %d x %d system",
                        s->d, s->d);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, s->d, s->n, 1.0, s->X, s->d,
-                0.0, A, s->d);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->L, s->d, s->n, 1.0, s->Y, s->L,
-                s->X, s->d, 0.0, W, s->d);
-    int rc = cholesky_solve(A, s->d, alpha, W, s->L, err, errlen);
+    if (fit_intercept) {
+        column_means(X->data, s->n, s->d, s->xm);
+        column_means(y, s->n, s->L, s->ym);
+    }
+    int rc = accumulate_normal(s, X, y, A, W);
+    if (rc < 0)
+        rc = kp_errf(err, errlen, rc, "out of memory for the normal equations");
+    else
+        rc = cholesky_solve(A, s->d, alpha, W, s->L, err, errlen);
     free(A);
     return rc;
 }
@@ -164,13 +218,14 @@ static int ridge_fit(const kp_params *params, const kp_problem *pb, const kp_mat
     kp_linear *m = kp_linear_create(link, pb->n_out, X->cols);
     double *W = malloc(sizeof *W * (size_t)pb->n_out * (size_t)X->cols);
     int rc = KP_ERR_NOMEM;
-    if (!m || !W || sys_init(&s, pb, X, y, fit_intercept) < 0) {
+    int primal = X->cols <= X->rows;
+    if (!m || !W || sys_init(&s, pb, X, y, fit_intercept, !primal) < 0) {
         kp_errf(err, errlen, rc, "out of memory for %lld x %lld rows", (long long)X->rows,
                 (long long)X->cols);
         goto fail;
     }
-    rc = s.d <= s.n ? solve_primal(&s, alpha, W, err, errlen)
-                    : solve_dual(&s, alpha, W, err, errlen);
+    rc = primal ? solve_primal(&s, X, y, fit_intercept, alpha, W, err, errlen)
+                : solve_dual(&s, alpha, W, err, errlen);
     if (rc < 0)
         goto fail;
     store(&s, W, m);
