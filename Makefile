@@ -3,7 +3,8 @@
 #   make test       install missing Debian packages, build, run every test (T=group for one group)
 #   make demo       install missing Debian packages, build, run configs/demo.yaml
 #   make asan       build and run the tests under ASan+UBSan (objects in build-asan/)
-#   make bench      the benchmarks in bench/ (not part of test)
+#   make bench      the executor benchmark in bench/ (not part of test)
+#   make bench-zoo  kpipe's models against XGBoost / scikit-learn (bench/zoo/, ~10 min)
 #   make install    PREFIX=/usr/local DESTDIR=
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -27,7 +28,7 @@ TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/registry.o
 VERSION = $(shell cat VERSION)
 
-.PHONY: all test demo asan bench fuzz install clean deps
+.PHONY: all test demo asan bench bench-zoo fuzz install clean deps
 all: kpipe
 
 deps:
@@ -92,6 +93,9 @@ fuzz:
 
 bench: kpipe
 	sh bench/run.sh
+
+bench-zoo: kpipe
+	sh bench/zoo/run.sh
 
 install: kpipe
 	install -d $(DESTDIR)$(PREFIX)/bin

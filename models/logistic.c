@@ -53,8 +53,8 @@ static double row_loss(const lr_problem *p, int i, double *z)
     double w = p->sw[i];
     int y = p->y[i];
     if (p->K == 1) {
-        double t = z[0], loss = log1p(exp(-fabs(t))) + fmax(t, 0) - y * t;
-        double prob = t >= 0 ? 1 / (1 + exp(-t)) : exp(t) / (1 + exp(t));
+        double t = z[0], e = exp(-fabs(t)), loss = log1p(e) + fmax(t, 0) - y * t;
+        double prob = t >= 0 ? 1 / (1 + e) : e / (1 + e);
         z[0] = w * (prob - y);
         return w * loss;
     }
@@ -76,8 +76,13 @@ static double objective(void *data, const double *x, double *grad)
     const lr_problem *p = data;
     int n = p->n, d = p->d, K = p->K;
     const double *b = p->fit_intercept ? x + (size_t)K * d : NULL;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, d, 1.0, p->X, d, x, d,
-                0.0, p->Z, K);
+    /* K = 1 (binary): gemv, which OpenBLAS 0.3.21's dgemm does not forward
+     * to, so a one-column dgemm packs all of X on every call */
+    if (K == 1)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, n, d, 1.0, p->X, d, x, 1, 0.0, p->Z, 1);
+    else
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, K, d, 1.0, p->X, d, x, d,
+                    0.0, p->Z, K);
     double f = 0;
     for (int i = 0; i < n; i++) {
         double *z = p->Z + (size_t)i * K;
@@ -85,8 +90,11 @@ static double objective(void *data, const double *x, double *grad)
             z[k] += b[k];
         f += row_loss(p, i, z);
     }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, d, n, 1.0, p->Z, K, p->X, d,
-                0.0, grad, d);
+    if (K == 1)
+        cblas_dgemv(CblasRowMajor, CblasTrans, n, d, 1.0, p->X, d, p->Z, 1, 0.0, grad, 1);
+    else
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, d, n, 1.0, p->Z, K, p->X, d,
+                    0.0, grad, d);
     for (size_t j = 0; j < (size_t)K * d; j++) {
         f += 0.5 * p->inv_c * x[j] * x[j];
         grad[j] += p->inv_c * x[j];

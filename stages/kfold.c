@@ -314,7 +314,7 @@ int kp_kfold_part(const kp_kfold *kf, int part, char *err, size_t errlen)
         goto fail;
     }
     part_label(part, kf->folds->k, kf->folds->repeats, label, sizeof label);
-    kp_kfold_logf(kf->log, "%s: %s %.4f (fit %.2fs)\n", label, kf->metric->name, score, secs);
+    kp_kfold_logf(kf->log, "%s: %s %.4f (fit %.3fs)\n", label, kf->metric->name, score, secs);
     if ((rc = kp_kfold_model_path(kf->stage, part, path, sizeof path)) < 0) {
         rc = kp_errf(err, errlen, rc, "part %d: checkpoint path too long", part);
         goto fail;
