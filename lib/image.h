@@ -35,6 +35,17 @@ int kp_image_write_png(const char *path, const kp_image *img, char *err, size_t 
 /* Returns the bytes of img's samples (height * width * channels * depth / 8). */
 size_t kp_image_bytes(const kp_image *img);
 
+typedef enum kp_resize_mode {
+    KP_RESIZE_AREA,      /* each output pixel averages the source area it covers (shrinking) */
+    KP_RESIZE_BILINEAR   /* half-pixel centres, edges clamped (as PIL and OpenCV) */
+} kp_resize_mode;
+
+/* Resizes src to width x height into *dst (same channels and depth; samples
+ * rounded to nearest; *dst caller-owned, kp_image_free); src borrowed.
+ * 0, KP_ERR_ARG (a size below 1 or above KP_IMAGE_MAX_SIDE) or KP_ERR_NOMEM. */
+int kp_image_resize(const kp_image *src, int width, int height, kp_resize_mode mode,
+                    kp_image *dst, char *err, size_t errlen);
+
 /* Frees img's data and zeroes it; NULL is accepted. */
 void kp_image_free(kp_image *img);
 

@@ -140,6 +140,78 @@ static void test_image_write_refuses_impossible_layouts(void **state)
     kp_image_free(&img);
 }
 
+/* ---- resizing ---- */
+
+static kp_image resized(const kp_image *src, int w, int h, kp_resize_mode mode)
+{
+    kp_image dst;
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_image_resize(src, w, h, mode, &dst, err, sizeof err), 0);
+    assert_int_equal(dst.width, w);
+    assert_int_equal(dst.height, h);
+    assert_int_equal(dst.channels, src->channels);
+    assert_int_equal(dst.depth, src->depth);
+    return dst;
+}
+
+static void test_image_resize_to_the_same_size_changes_nothing(void **state)
+{
+    (void)state;
+    kp_image img = pattern(9, 6, 3, 8);
+    for (int mode = 0; mode < 2; mode++) {
+        kp_image same = resized(&img, 9, 6, (kp_resize_mode)mode);
+        assert_memory_equal(same.data, img.data, kp_image_bytes(&img));
+        kp_image_free(&same);
+    }
+    kp_image_free(&img);
+}
+
+static void test_image_area_shrink_averages_blocks(void **state)
+{
+    (void)state;
+    uint8_t px[16] = { 0, 2, 10, 10, 4, 6, 10, 10, 100, 100, 1, 3, 100, 100, 5, 7 };
+    kp_image img = { 4, 4, 1, 8, px };
+    kp_image half = resized(&img, 2, 2, KP_RESIZE_AREA);
+    const uint8_t *p = half.data;
+    assert_int_equal(p[0], 3);     /* (0 + 2 + 4 + 6) / 4 */
+    assert_int_equal(p[1], 10);
+    assert_int_equal(p[2], 100);
+    assert_int_equal(p[3], 4);     /* (1 + 3 + 5 + 7) / 4 */
+    kp_image_free(&half);
+}
+
+static void test_image_bilinear_uses_half_pixel_centres(void **state)
+{
+    (void)state;
+    uint8_t px[2] = { 0, 100 };
+    kp_image img = { 2, 1, 1, 8, px };
+    kp_image wide = resized(&img, 4, 1, KP_RESIZE_BILINEAR);
+    const uint8_t *p = wide.data;
+    assert_true(p[0] == 0 && p[1] == 25 && p[2] == 75 && p[3] == 100);
+    kp_image_free(&wide);
+}
+
+static void test_image_resize_keeps_a_constant_16_bit_image_constant(void **state)
+{
+    (void)state;
+    kp_image img = pattern(7, 5, 2, 16);
+    for (size_t i = 0; i < 7 * 5 * 2; i++)
+        ((uint16_t *)img.data)[i] = 40000;
+    for (int mode = 0; mode < 2; mode++) {
+        kp_image r = resized(&img, 3, 4, (kp_resize_mode)mode);
+        for (size_t i = 0; i < 3 * 4 * 2; i++)
+            assert_int_equal(((uint16_t *)r.data)[i], 40000);
+        kp_image_free(&r);
+    }
+    kp_image bad;
+    char err[KP_ERRLEN] = "";
+    assert_int_equal(kp_image_resize(&img, 0, 4, KP_RESIZE_AREA, &bad, err, sizeof err),
+                     KP_ERR_ARG);
+    assert_string_equal(err, "cannot resize to 0 x 4");
+    assert_null(bad.data);
+    kp_image_free(&img);
+}
+
 KP_TEST_GROUP(image)
 {
     const struct CMUnitTest t[] = {
@@ -147,6 +219,10 @@ KP_TEST_GROUP(image)
         cmocka_unit_test(test_image_palette_png_reads_as_rgb),
         cmocka_unit_test(test_image_bad_files_are_errors_naming_the_file),
         cmocka_unit_test(test_image_write_refuses_impossible_layouts),
+        cmocka_unit_test(test_image_resize_to_the_same_size_changes_nothing),
+        cmocka_unit_test(test_image_area_shrink_averages_blocks),
+        cmocka_unit_test(test_image_bilinear_uses_half_pixel_centres),
+        cmocka_unit_test(test_image_resize_keeps_a_constant_16_bit_image_constant),
     };
     return KP_RUN(image, t);
 }
