@@ -12,6 +12,7 @@
  * badly does not.
  */
 #include "kp_test.h"
+#include "model_fixture.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -143,51 +144,6 @@ static int depth_of(const trees *t, int64_t k, int64_t i)
 }
 
 /* ---- generated problems (as tests/test_models.c) ---- */
-
-typedef struct gen { float *X, *y; int n, d, n_out; } gen;
-
-/* Makes a learnable problem of the task with n rows and d features. */
-static gen generate(kp_task_kind task, int n_out, int n, int d, uint64_t seed)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    int K = task == KP_TASK_MULTILABEL || task == KP_TASK_MULTICLASS ? n_out : 1, yw;
-    yw = task == KP_TASK_MULTILABEL ? n_out : 1;
-    gen g = { malloc(sizeof(float) * (size_t)n * d), malloc(sizeof(float) * (size_t)n * yw), n, d,
-              n_out };
-    double W[8 * 16];
-    assert_true(K <= 8 && d <= 16);
-    for (int i = 0; i < K * d; i++)
-        W[i] = 1.5 * kp_rng_normal(&r);
-    for (int i = 0; i < n; i++) {
-        double z[8], best = -INFINITY;
-        for (int j = 0; j < d; j++)
-            g.X[i * d + j] = (float)kp_rng_normal(&r);
-        for (int k = 0; k < K; k++) {
-            z[k] = 0.3 * kp_rng_normal(&r);
-            for (int j = 0; j < d; j++)
-                z[k] += W[k * d + j] * g.X[i * d + j];
-        }
-        if (task == KP_TASK_MULTICLASS)
-            for (int k = 0; k < K; k++)
-                if (z[k] > best) {
-                    best = z[k];
-                    g.y[i] = (float)k;
-                }
-        if (task == KP_TASK_REGRESSION)
-            g.y[i] = (float)(z[0] + 2);
-        if (task == KP_TASK_BINARY || task == KP_TASK_MULTILABEL)
-            for (int k = 0; k < K; k++)
-                g.y[i * yw + k] = z[k] > 0;
-    }
-    return g;
-}
-
-static void gen_free(gen *g)
-{
-    free(g->X);
-    free(g->y);
-}
 
 /* Returns metric `name` of pred on the rows [from, from + n) of g. */
 static double score_of(const char *name, const gen *g, kp_task_kind task, const float *pred,

@@ -8,6 +8,7 @@
  * scikit-learn's unspecified tie order does not matter.
  */
 #include "kp_test.h"
+#include "model_fixture.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -368,49 +369,6 @@ static void test_knn_neighbours_match_a_brute_force_reference(void **state)
 }
 
 /* ---- generated problems ---- */
-
-typedef struct gen { float *X, *y; } gen;
-
-/* Makes a learnable problem of the task: n rows of d normal features, the
- * targets from K random linear scores plus noise 0.3 (as tests/test_models.c). */
-static gen generate(kp_task_kind task, int n_out, int n, int d, uint64_t seed)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    int K = task == KP_TASK_MULTILABEL || task == KP_TASK_MULTICLASS ? n_out : 1;
-    int yw = task == KP_TASK_MULTILABEL ? n_out : 1;
-    gen g = { malloc(sizeof(float) * (size_t)n * d), malloc(sizeof(float) * (size_t)n * yw) };
-    double W[8 * 16];
-    assert_true(K <= 8 && d <= 16);
-    for (int i = 0; i < K * d; i++)
-        W[i] = 1.5 * kp_rng_normal(&r);
-    for (int i = 0; i < n; i++) {
-        double z[8], best = -INFINITY;
-        for (int j = 0; j < d; j++)
-            g.X[i * d + j] = (float)kp_rng_normal(&r);
-        for (int k = 0; k < K; k++) {
-            z[k] = 0.3 * kp_rng_normal(&r);
-            for (int j = 0; j < d; j++)
-                z[k] += W[k * d + j] * g.X[i * d + j];
-        }
-        for (int k = 0; task == KP_TASK_MULTICLASS && k < K; k++)
-            if (z[k] > best) {
-                best = z[k];
-                g.y[i] = (float)k;
-            }
-        if (task == KP_TASK_REGRESSION)
-            g.y[i] = (float)(z[0] + 2);
-        for (int k = 0; (task == KP_TASK_BINARY || task == KP_TASK_MULTILABEL) && k < K; k++)
-            g.y[i * yw + k] = z[k] > 0;
-    }
-    return g;
-}
-
-static void gen_free(gen *g)
-{
-    free(g->X);
-    free(g->y);
-}
 
 typedef struct quality_case {
     kp_task_kind task;

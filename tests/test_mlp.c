@@ -6,6 +6,7 @@
  * in torch layout ([out x in], then the bias), scikit-learn's transposed.
  */
 #include "kp_test.h"
+#include "model_fixture.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -136,49 +137,6 @@ static float *predict(const kp_model *m, const float *X, int64_t rows, int64_t c
     if (kp_model_predict(m, &Xm, out, threads, err, sizeof err) != 0)
         fail_msg("predict: %s", err);
     return out;
-}
-
-typedef struct gen { float *X, *y; int n, d, n_out; } gen;
-
-/* A learnable problem of the task: linear scores with noise 0.3 (as test_models.c). */
-static gen generate(kp_task_kind task, int n_out, int n, int d, uint64_t seed)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    int K = task == KP_TASK_MULTILABEL || task == KP_TASK_MULTICLASS ? n_out : 1;
-    int yw = task == KP_TASK_MULTILABEL ? n_out : 1;
-    gen g = { malloc(sizeof(float) * (size_t)n * d), malloc(sizeof(float) * (size_t)n * yw), n,
-              d, n_out };
-    double W[8 * 32];
-    assert_true(K <= 8 && d <= 32);
-    for (int i = 0; i < K * d; i++)
-        W[i] = 1.5 * kp_rng_normal(&r);
-    for (int i = 0; i < n; i++) {
-        double z[8], best = -INFINITY;
-        for (int j = 0; j < d; j++)
-            g.X[i * d + j] = (float)kp_rng_normal(&r);
-        for (int k = 0; k < K; k++) {
-            z[k] = 0.3 * kp_rng_normal(&r);
-            for (int j = 0; j < d; j++)
-                z[k] += W[k * d + j] * g.X[i * d + j];
-        }
-        for (int k = 0; task == KP_TASK_MULTICLASS && k < K; k++)
-            if (z[k] > best) {
-                best = z[k];
-                g.y[i] = (float)k;
-            }
-        if (task == KP_TASK_REGRESSION)
-            g.y[i] = (float)(z[0] + 2);
-        for (int k = 0; (task == KP_TASK_BINARY || task == KP_TASK_MULTILABEL) && k < K; k++)
-            g.y[i * yw + k] = z[k] > 0;
-    }
-    return g;
-}
-
-static void gen_free(gen *g)
-{
-    free(g->X);
-    free(g->y);
 }
 
 /* Scores predictions of rows [from, n) of g with metric `name`. */

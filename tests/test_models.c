@@ -6,6 +6,7 @@
  * with %.17g.  Objectives are the unscaled sum of log losses + ||W||^2/(2C).
  */
 #include "kp_test.h"
+#include "model_fixture.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -349,51 +350,6 @@ static void test_ridge_with_more_features_than_rows_matches_scikit_learn(void **
 }
 
 /* ---- generated problems ---- */
-
-typedef struct gen { float *X, *y; int n, d, n_out; } gen;
-
-/* Makes a learnable problem of the task with n rows and d features. */
-static gen generate(kp_task_kind task, int n_out, int n, int d, uint64_t seed)
-{
-    kp_rng r;
-    kp_rng_seed(&r, seed);
-    int K = task == KP_TASK_MULTILABEL || task == KP_TASK_MULTICLASS ? n_out : 1, yw;
-    yw = task == KP_TASK_MULTILABEL ? n_out : 1;
-    gen g = { malloc(sizeof(float) * (size_t)n * d), malloc(sizeof(float) * (size_t)n * yw), n, d,
-              n_out };
-    double W[8 * 16];
-    assert_true(K <= 8 && d <= 16);
-    for (int i = 0; i < K * d; i++)
-        W[i] = 1.5 * kp_rng_normal(&r);
-    for (int i = 0; i < n; i++) {
-        double z[8], best = -INFINITY;
-        for (int j = 0; j < d; j++)
-            g.X[i * d + j] = (float)kp_rng_normal(&r);
-        for (int k = 0; k < K; k++) {
-            z[k] = 0.3 * kp_rng_normal(&r);
-            for (int j = 0; j < d; j++)
-                z[k] += W[k * d + j] * g.X[i * d + j];
-        }
-        if (task == KP_TASK_MULTICLASS)
-            for (int k = 0; k < K; k++)
-                if (z[k] > best) {
-                    best = z[k];
-                    g.y[i] = (float)k;
-                }
-        if (task == KP_TASK_REGRESSION)
-            g.y[i] = (float)(z[0] + 2);
-        if (task == KP_TASK_BINARY || task == KP_TASK_MULTILABEL)
-            for (int k = 0; k < K; k++)
-                g.y[i * yw + k] = z[k] > 0;
-    }
-    return g;
-}
-
-static void gen_free(gen *g)
-{
-    free(g->X);
-    free(g->y);
-}
 
 typedef struct quality_case {
     const char *model;
