@@ -30,7 +30,7 @@ static const kp_keyspec preprocess_keys[] = {
      "a categorical column with more categories than this is encoded ordinal"},
     {"impute", KP_PT_ENUM, "mean", "mean|median|constant|none", 0, 0,
      "what replaces a missing number: the train mean, train median or fill_value; none "
-     "leaves it NaN for the models that route missing values (gbdt)"},
+     "leaves it NaN for the models that route missing values (gbdt, forest)"},
     {"fill_value", KP_PT_FLOAT, "0", NULL, 0, 0, "the value used by impute: constant"},
     {"missing_indicator", KP_PT_BOOL, "false", NULL, 0, 0,
      "add a 0/1 column COL:missing for each feature with missing values in train"},
