@@ -74,12 +74,12 @@ static const kp_keyspec mlp_params[] = {
 typedef enum schedule { SCHED_CONSTANT, SCHED_INVSCALING, SCHED_ADAPTIVE } schedule;
 
 typedef struct mlp_settings {
-    int hidden[KP_NN_MAX_HIDDEN], n_hidden;
-    kp_nn_solver solver;
+    int hidden[KP_MLPNN_MAX_HIDDEN], n_hidden;
+    kp_mlpnn_solver solver;
     schedule sched;
     double lr0, power_t, momentum, beta1, beta2, eps, alpha, tol, valid_frac, dropout;
     int nesterov, batch, max_iter, shuffle, n_iter_no_change, early_stopping, batch_norm;
-    kp_nn_init init;
+    kp_mlpnn_init init;
 } mlp_settings;
 
 /* ---- settings ---- */
@@ -100,10 +100,10 @@ static int parse_size(const char *s, size_t len, int *out, char *err, size_t err
         buf[b - a] = 0;
         v = strtol(buf, &end, 10);
     }
-    if (a == b || b - a >= sizeof buf || *end || v < 1 || v > KP_NN_MAX_WIDTH)
+    if (a == b || b - a >= sizeof buf || *end || v < 1 || v > KP_MLPNN_MAX_WIDTH)
         return kp_errf(err, errlen, KP_ERR_ARG,
                        "hidden_layer_sizes: '%.*s' is not a whole number in [1, %d]",
-                       (int)(len < 32 ? len : 32), s, KP_NN_MAX_WIDTH);
+                       (int)(len < 32 ? len : 32), s, KP_MLPNN_MAX_WIDTH);
     *out = (int)v;
     return 0;
 }
@@ -124,9 +124,9 @@ static int read_hidden(const kp_params *params, mlp_settings *s, char *err, size
             break;   /* "", "[]": no hidden layer */
         for (;;) {
             size_t len = strcspn(p, ",");
-            if (s->n_hidden == KP_NN_MAX_HIDDEN)
+            if (s->n_hidden == KP_MLPNN_MAX_HIDDEN)
                 return kp_errf(err, errlen, KP_ERR_ARG,
-                               "hidden_layer_sizes: more than %d layers", KP_NN_MAX_HIDDEN);
+                               "hidden_layer_sizes: more than %d layers", KP_MLPNN_MAX_HIDDEN);
             int rc = parse_size(p, len, &s->hidden[s->n_hidden++], err, errlen);
             if (rc < 0)
                 return rc;
@@ -179,10 +179,10 @@ static int read_settings(const kp_params *params, mlp_settings *s, char *err, si
         return rc;
     const char *sched = kp_params_str(params, "learning_rate", "constant");
     const char *solver = kp_params_str(params, "solver", "adam");
-    s->solver = strcmp(solver, "sgd") == 0 ? KP_NN_SGD : KP_NN_ADAM;
+    s->solver = strcmp(solver, "sgd") == 0 ? KP_MLPNN_SGD : KP_MLPNN_ADAM;
     s->sched = strcmp(sched, "invscaling") == 0 ? SCHED_INVSCALING
                : strcmp(sched, "adaptive") == 0 ? SCHED_ADAPTIVE : SCHED_CONSTANT;
-    s->init = strcmp(kp_params_str(params, "init", "glorot"), "he") == 0 ? KP_NN_HE : KP_NN_GLOROT;
+    s->init = strcmp(kp_params_str(params, "init", "glorot"), "he") == 0 ? KP_MLPNN_HE : KP_MLPNN_GLOROT;
     s->alpha = kp_params_double(params, "alpha", 1e-4);
     s->lr0 = kp_params_double(params, "learning_rate_init", 1e-3);
     s->power_t = kp_params_double(params, "power_t", 0.5);
@@ -205,31 +205,31 @@ static int read_settings(const kp_params *params, mlp_settings *s, char *err, si
 /* ---- evaluation over fixed row blocks ---- */
 
 typedef struct eval_job {
-    const kp_nn_net *net;
-    kp_nn_head head;
+    const kp_mlpnn_net *net;
+    kp_mlpnn_head head;
     const float *X, *y;     /* y may be NULL (no loss) */
     int64_t rows;
     float *out;             /* predictions, or NULL */
     double *loss, *hits;    /* per block: summed loss, correct rows (or squared error) */
-    kp_nn_work **work;      /* one per thread */
+    kp_mlpnn_work **work;      /* one per thread */
 } eval_job;
 
 /* Counts the block's correct rows (classification) or sums its squared errors. */
-static double block_hits(kp_nn_head head, const float *z, const float *y, int n, int k)
+static double block_hits(kp_mlpnn_head head, const float *z, const float *y, int n, int k)
 {
     double h = 0;
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * k;
-        if (head == KP_NN_IDENTITY) {
+        if (head == KP_MLPNN_IDENTITY) {
             h += ((double)zi[0] - y[i]) * ((double)zi[0] - y[i]);
             continue;
         }
         int best = 0, ok = 1;
-        for (int j = 1; head == KP_NN_SOFTMAX && j < k; j++)
+        for (int j = 1; head == KP_MLPNN_SOFTMAX && j < k; j++)
             best = zi[j] > zi[best] ? j : best;
-        for (int j = 0; head == KP_NN_SIGMOID && j < k; j++)
+        for (int j = 0; head == KP_MLPNN_SIGMOID && j < k; j++)
             ok &= (zi[j] > 0) == (y[(size_t)i * k + j] > 0.5f);
-        h += head == KP_NN_SOFTMAX ? best == (int)y[i] : ok;
+        h += head == KP_MLPNN_SOFTMAX ? best == (int)y[i] : ok;
     }
     return h;
 }
@@ -237,14 +237,14 @@ static double block_hits(kp_nn_head head, const float *z, const float *y, int n,
 static void eval_block(void *data, size_t b, int tid)
 {
     const eval_job *job = data;
-    int k = job->net->out, yw = job->head == KP_NN_SOFTMAX ? 1 : k;
+    int k = job->net->out, yw = job->head == KP_MLPNN_SOFTMAX ? 1 : k;
     int64_t r0 = (int64_t)b * EVAL_ROWS;
     int n = (int)(job->rows - r0 < EVAL_ROWS ? job->rows - r0 : EVAL_ROWS);
-    const float *z = kp_nn_predict(job->net, job->work[tid], job->X + r0 * job->net->in, n);
+    const float *z = kp_mlpnn_predict(job->net, job->work[tid], job->X + r0 * job->net->in, n);
     if (job->out)
-        kp_nn_head_apply(job->head, z, n, k, job->out + r0 * k);
+        kp_mlpnn_head_apply(job->head, z, n, k, job->out + r0 * k);
     if (job->y) {
-        job->loss[b] = kp_nn_head_loss(job->head, z, job->y + r0 * yw, n, k, NULL);
+        job->loss[b] = kp_mlpnn_head_loss(job->head, z, job->y + r0 * yw, n, k, NULL);
         job->hits[b] = block_hits(job->head, z, job->y + r0 * yw, n, k);
     }
 }
@@ -252,7 +252,7 @@ static void eval_block(void *data, size_t b, int tid)
 /* Runs the rows through the net on `threads` threads: predictions to out
  * (may be NULL) and, if y is non-NULL, the mean loss and accuracy (or rmse)
  * to *loss and *metric.  0 or KP_ERR_NOMEM. */
-static int evaluate(const kp_nn_net *net, kp_nn_head head, const float *X, int64_t rows,
+static int evaluate(const kp_mlpnn_net *net, kp_mlpnn_head head, const float *X, int64_t rows,
                     const float *y, float *out, int threads, double *loss, double *metric)
 {
     size_t blocks = (size_t)((rows + EVAL_ROWS - 1) / EVAL_ROWS);
@@ -261,7 +261,7 @@ static int evaluate(const kp_nn_net *net, kp_nn_head head, const float *X, int64
                      calloc(blocks, sizeof(double)), calloc((size_t)threads, sizeof(void *)) };
     int rc = job.loss && job.hits && job.work ? 0 : KP_ERR_NOMEM;
     for (int t = 0; rc == 0 && t < threads; t++)
-        if (!(job.work[t] = kp_nn_work_create(net, EVAL_ROWS, 0)))
+        if (!(job.work[t] = kp_mlpnn_work_create(net, EVAL_ROWS, 0)))
             rc = KP_ERR_NOMEM;
     if (rc == 0) {
         int old = openblas_get_num_threads();
@@ -275,11 +275,11 @@ static int evaluate(const kp_nn_net *net, kp_nn_head head, const float *X, int64
         }
         if (y) {
             *loss = l / (double)rows;
-            *metric = head == KP_NN_IDENTITY ? sqrt(h / (double)rows) : h / (double)rows;
+            *metric = head == KP_MLPNN_IDENTITY ? sqrt(h / (double)rows) : h / (double)rows;
         }
     }
     for (int t = 0; job.work && t < threads; t++)
-        kp_nn_work_free(job.work[t]);
+        kp_mlpnn_work_free(job.work[t]);
     free(job.work);
     free(job.loss);
     free(job.hits);
@@ -340,17 +340,17 @@ static int check_inputs(const kp_problem *pb, const kp_matrix *X, const float *y
 
 typedef struct mlp_fit {
     const mlp_settings *s;
-    kp_nn_net *net;
-    kp_nn_head head;
+    kp_mlpnn_net *net;
+    kp_mlpnn_head head;
     int k, yw, d, n, batch, threads;
     const float *X, *y;         /* training rows (borrowed, or in split) */
     const float *Xv, *yv;       /* held-out rows or NULL (borrowed, or in split) */
     int64_t nv;
     float *split;               /* owned rows of a validation_fraction split */
-    kp_nn_work *work;
+    kp_mlpnn_work *work;
     float *xb, *yb, *delta;     /* one batch */
     int *idx;                   /* row order */
-    kp_nn_optim opt;
+    kp_mlpnn_optim opt;
     kp_rng order;
     float *best;                /* params then buffers of the best epoch */
     FILE *log;
@@ -390,10 +390,10 @@ static int split_rows(mlp_fit *f, const kp_matrix *X, const float *y, uint64_t s
 static int setup_optim(mlp_fit *f)
 {
     const mlp_settings *s = f->s;
-    f->opt = (kp_nn_optim){ .solver = s->solver, .lr = s->lr0, .momentum = s->momentum,
+    f->opt = (kp_mlpnn_optim){ .solver = s->solver, .lr = s->lr0, .momentum = s->momentum,
                             .nesterov = s->nesterov, .beta1 = s->beta1, .beta2 = s->beta2,
                             .eps = s->eps };
-    return kp_nn_optim_init(&f->opt, f->net->n_params);
+    return kp_mlpnn_optim_init(&f->opt, f->net->n_params);
 }
 
 /* Builds the net, buffers and optimiser for a fit; 0 or a status. */
@@ -403,7 +403,7 @@ static int fit_setup(mlp_fit *f, const mlp_settings *s, const kp_problem *pb, co
     *f = (mlp_fit){ .s = s, .head = kp_mlp_head_of(pb->task), .k = pb->n_out, .d = (int)X->cols,
                     .n = (int)X->rows, .X = X->data, .y = y, .log = opts->log,
                     .threads = opts->threads < 1 ? 1 : opts->threads };
-    f->yw = f->head == KP_NN_SOFTMAX ? 1 : f->k;
+    f->yw = f->head == KP_MLPNN_SOFTMAX ? 1 : f->k;
     int rc = 0;
     if (opts->X_valid)
         f->Xv = opts->X_valid->data, f->yv = opts->y_valid, f->nv = opts->X_valid->rows;
@@ -413,14 +413,14 @@ static int fit_setup(mlp_fit *f, const mlp_settings *s, const kp_problem *pb, co
     if (s->batch > f->n && f->log)
         fprintf(f->log, "mlp: batch_size %d is above the %d training rows; using %d\n",
                 s->batch, f->n, f->n);
-    if ((rc = kp_nn_mlp_create(f->d, s->hidden, s->n_hidden, f->k, s->batch_norm,
+    if ((rc = kp_mlpnn_mlp_create(f->d, s->hidden, s->n_hidden, f->k, s->batch_norm,
                                (float)s->dropout, &f->net, err, errlen)) < 0)
         return rc;
     kp_rng r;
     kp_rng_seed(&r, kp_rng_derive(opts->seed, 0));
-    kp_nn_init_params(f->net, s->init, &r);
+    kp_mlpnn_init_params(f->net, s->init, &r);
     kp_rng_seed(&f->order, kp_rng_derive(opts->seed, 1));
-    f->work = kp_nn_work_create(f->net, f->batch, kp_rng_derive(opts->seed, 2));
+    f->work = kp_mlpnn_work_create(f->net, f->batch, kp_rng_derive(opts->seed, 2));
     f->xb = malloc(sizeof *f->xb * (size_t)f->batch * (size_t)f->d);
     f->yb = malloc(sizeof *f->yb * (size_t)f->batch * (size_t)f->yw);
     f->delta = malloc(sizeof *f->delta * (size_t)f->batch * (size_t)f->k);
@@ -437,9 +437,9 @@ static int fit_setup(mlp_fit *f, const mlp_settings *s, const kp_problem *pb, co
 
 static void fit_release(mlp_fit *f)
 {
-    kp_nn_free(f->net);
-    kp_nn_work_free(f->work);
-    kp_nn_optim_release(&f->opt);
+    kp_mlpnn_free(f->net);
+    kp_mlpnn_work_free(f->work);
+    kp_mlpnn_optim_release(&f->opt);
     free(f->split);
     free(f->xb);
     free(f->yb);
@@ -478,14 +478,14 @@ static double run_epoch(mlp_fit *f)
         int nb = f->n - b0 < f->batch ? f->n - b0 : f->batch;
         const float *xb, *yb;
         gather(f, b0, nb, &xb, &yb);
-        const float *z = kp_nn_forward(f->net, f->work, xb, nb, KP_NN_TRAIN);
-        double loss = kp_nn_head_loss(f->head, z, yb, nb, f->k, f->delta) / nb;
-        kp_nn_backward(f->net, f->work, xb, nb, f->delta, NULL);
+        const float *z = kp_mlpnn_forward(f->net, f->work, xb, nb, KP_MLPNN_TRAIN);
+        double loss = kp_mlpnn_head_loss(f->head, z, yb, nb, f->k, f->delta) / nb;
+        kp_mlpnn_backward(f->net, f->work, xb, nb, f->delta, NULL);
         if (s->alpha > 0) {
-            loss += 0.5 * s->alpha * kp_nn_weight_sq(f->net) / nb;
-            kp_nn_add_decay(f->net, f->work->grads, (float)(s->alpha / nb));
+            loss += 0.5 * s->alpha * kp_mlpnn_weight_sq(f->net) / nb;
+            kp_mlpnn_add_decay(f->net, f->work->grads, (float)(s->alpha / nb));
         }
-        kp_nn_optim_step(&f->opt, f->net->params, f->work->grads);
+        kp_mlpnn_optim_step(&f->opt, f->net->params, f->work->grads);
         total += loss * nb;
     }
     return total / f->n;
@@ -494,7 +494,7 @@ static double run_epoch(mlp_fit *f)
 /* Copies params and buffers to or from f->best. */
 static void snapshot(mlp_fit *f, int restore)
 {
-    kp_nn_net *net = f->net;
+    kp_mlpnn_net *net = f->net;
     float *p = f->best, *b = f->best + net->n_params;
     memcpy(restore ? net->params : p, restore ? p : net->params, sizeof *p * net->n_params);
     memcpy(restore ? net->buffers : b, restore ? b : net->buffers, sizeof *b * net->n_buffers);
@@ -510,7 +510,7 @@ static void log_epoch(const mlp_fit *f, const epoch_state *e)
     fprintf(f->log, "mlp: epoch %d/%d train-loss %.6f", e->epoch, f->s->max_iter, e->loss);
     if (f->Xv)
         fprintf(f->log, " valid-loss %.6f valid-%s %.4f", e->vloss,
-                f->head == KP_NN_IDENTITY ? "rmse" : "accuracy", e->vmetric);
+                f->head == KP_MLPNN_IDENTITY ? "rmse" : "accuracy", e->vmetric);
     fprintf(f->log, "\n");
 }
 
@@ -531,13 +531,13 @@ static int end_epoch(mlp_fit *f, epoch_state *e, int64_t seen)
         if (s->early_stopping)
             snapshot(f, 0);
     }
-    if (s->solver == KP_NN_SGD && s->sched == SCHED_INVSCALING)
+    if (s->solver == KP_MLPNN_SGD && s->sched == SCHED_INVSCALING)
         f->opt.lr = s->lr0 / pow((double)seen + 1, s->power_t);
     if (logging)
         log_epoch(f, e);
     if (e->no_change <= s->n_iter_no_change)
         return 0;
-    if (s->solver != KP_NN_SGD || s->sched != SCHED_ADAPTIVE || f->opt.lr <= 1e-6)
+    if (s->solver != KP_MLPNN_SGD || s->sched != SCHED_ADAPTIVE || f->opt.lr <= 1e-6)
         return 1;
     f->opt.lr /= 5;
     e->no_change = 0;

@@ -18,10 +18,10 @@
 
 #define NAME_LEN 48
 
-kp_nn_head kp_mlp_head_of(kp_task_kind task)
+kp_mlpnn_head kp_mlp_head_of(kp_task_kind task)
 {
-    return task == KP_TASK_MULTICLASS ? KP_NN_SOFTMAX
-           : task == KP_TASK_REGRESSION ? KP_NN_IDENTITY : KP_NN_SIGMOID;
+    return task == KP_TASK_MULTICLASS ? KP_MLPNN_SOFTMAX
+           : task == KP_TASK_REGRESSION ? KP_MLPNN_IDENTITY : KP_MLPNN_SIGMOID;
 }
 
 void kp_mlp_free(void *model)
@@ -29,7 +29,7 @@ void kp_mlp_free(void *model)
     kp_mlp *m = model;
     if (!m)
         return;
-    kp_nn_free(m->net);
+    kp_mlpnn_free(m->net);
     free(m);
 }
 
@@ -43,20 +43,20 @@ typedef struct slot {
 } slot;
 
 /* Lists the tensors of net into s (room for 4 per layer); returns the count. */
-static int slots_of(const kp_nn_net *net, slot *s)
+static int slots_of(const kp_mlpnn_net *net, slot *s)
 {
     static const char *const bn_names[] = { "weight", "bias", "running_mean", "running_var" };
     int n = 0;
     for (int l = 0; l < net->n_layers; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         float *p = net->params + ly->p_off;
-        if (ly->kind == KP_NN_DENSE) {
+        if (ly->kind == KP_MLPNN_DENSE) {
             s[n] = (slot){ .ndim = 2, .shape = { ly->out, ly->in }, .data = p };
             snprintf(s[n++].name, NAME_LEN, "layers.%d.weight", ly->tag);
             s[n] = (slot){ .ndim = 1, .shape = { ly->out }, .data = p + (size_t)ly->out * ly->in };
             snprintf(s[n++].name, NAME_LEN, "layers.%d.bias", ly->tag);
         }
-        for (int j = 0; ly->kind == KP_NN_BATCHNORM && j < 4; j++) {
+        for (int j = 0; ly->kind == KP_MLPNN_BATCHNORM && j < 4; j++) {
             float *base = j < 2 ? p : net->buffers + ly->b_off;
             s[n] = (slot){ .ndim = 1, .shape = { ly->out }, .nonneg = j == 3,
                            .data = base + (size_t)(j % 2) * ly->out };
@@ -68,15 +68,15 @@ static int slots_of(const kp_nn_net *net, slot *s)
 
 /* Writes the hidden sizes (every dense layer but the last) as "100,50" into
  * buf; returns 1 if the net has batch norm. */
-static int describe(const kp_nn_net *net, char *buf, size_t len)
+static int describe(const kp_mlpnn_net *net, char *buf, size_t len)
 {
     size_t used = 0;
     int bn = 0, dense = 0;
     buf[0] = 0;
     for (int l = 0; l < net->n_layers - 1; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
-        bn |= ly->kind == KP_NN_BATCHNORM;
-        if (ly->kind == KP_NN_DENSE && used < len)
+        const kp_mlpnn_layer *ly = &net->layers[l];
+        bn |= ly->kind == KP_MLPNN_BATCHNORM;
+        if (ly->kind == KP_MLPNN_DENSE && used < len)
             used += (size_t)snprintf(buf + used, len - used, "%s%d", dense++ ? "," : "", ly->out);
     }
     return bn;
@@ -85,8 +85,8 @@ static int describe(const kp_nn_net *net, char *buf, size_t len)
 int kp_mlp_save(const void *model, kp_stw *w, char *err, size_t errlen)
 {
     const kp_mlp *m = model;
-    const kp_nn_net *net = m->net;
-    char hidden[KP_NN_MAX_HIDDEN * 9 + 1], nf[24], eps[32];
+    const kp_mlpnn_net *net = m->net;
+    char hidden[KP_MLPNN_MAX_HIDDEN * 9 + 1], nf[24], eps[32];
     slot *s = malloc(sizeof *s * 4 * (size_t)net->n_layers);
     if (!s)
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory saving the net");
@@ -131,7 +131,7 @@ static int parse_sizes(const char *s, int *sizes, int *n)
         return -1;
     while (*s) {
         size_t len = strcspn(s, ",");
-        if (*n == KP_NN_MAX_HIDDEN || parse_count(s, len, 1, KP_NN_MAX_WIDTH, &sizes[*n]) < 0)
+        if (*n == KP_MLPNN_MAX_HIDDEN || parse_count(s, len, 1, KP_MLPNN_MAX_WIDTH, &sizes[*n]) < 0)
             return -1;
         ++*n;
         s += len;
@@ -142,7 +142,7 @@ static int parse_sizes(const char *s, int *sizes, int *n)
 }
 
 typedef struct arch {
-    int in, hidden[KP_NN_MAX_HIDDEN], n_hidden, batch_norm;
+    int in, hidden[KP_MLPNN_MAX_HIDDEN], n_hidden, batch_norm;
     float bn_eps;
 } arch;
 
@@ -162,7 +162,7 @@ static int read_arch(const kp_st *st, arch *a, char *err, size_t errlen)
     if (parse_sizes(hid, a->hidden, &a->n_hidden) < 0)
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: mlp.hidden_layer_sizes '%s' is not a list "
                        "of up to %d sizes in [1, %d]", path, hid ? hid : "(missing)",
-                       KP_NN_MAX_HIDDEN, KP_NN_MAX_WIDTH);
+                       KP_MLPNN_MAX_HIDDEN, KP_MLPNN_MAX_WIDTH);
     const char *eps = kp_st_meta(st, "mlp.bn_eps");
     char *end = NULL;
     double e = eps ? strtod(eps, &end) : 1e-5;
@@ -233,7 +233,7 @@ int kp_mlp_load(const kp_st *st, const kp_problem *pb, void **model, char *err, 
     if (!(m = calloc(1, sizeof *m)))
         return kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", kp_st_path(st));
     m->head = kp_mlp_head_of(pb->task);
-    if ((rc = kp_nn_mlp_create(a.in, a.hidden, a.n_hidden, pb->n_out, a.batch_norm, 0, &m->net,
+    if ((rc = kp_mlpnn_mlp_create(a.in, a.hidden, a.n_hidden, pb->n_out, a.batch_norm, 0, &m->net,
                                err, errlen)) < 0) {
         rc = kp_err_prefix(err, errlen, KP_ERR_FORMAT, kp_st_path(st));
         goto fail;

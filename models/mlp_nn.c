@@ -21,17 +21,17 @@ typedef struct pass_ctx {
     double *acc;        /* column sums, 2 x widest layer */
     kp_rng *rng;        /* dropout masks */
     int threads;        /* for large GEMMs */
-    kp_nn_mode mode;
+    kp_mlpnn_mode mode;
 } pass_ctx;
 
 typedef struct layer_ops {
     const char *name;
     /* y (n x out) from x (n x in). */
-    void (*forward)(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c, const float *x,
+    void (*forward)(kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c, const float *x,
                     float *y, int n);
     /* Parameter gradients into g (the layer's slice of grads) and, if dx is
      * non-NULL, dL/dx, from dy and the forward pass's x and y. */
-    void (*backward)(const kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+    void (*backward)(const kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                      const float *x, const float *y, const float *dy, float *dx, float *g, int n);
 } layer_ops;
 
@@ -78,7 +78,7 @@ static void gemm(int threads, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, 
     kp_parallel_for(threads, gemm_chunk, &g, (size_t)((M + g.rows - 1) / g.rows));
 }
 
-static void dense_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void dense_forward(kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                           const float *x, float *y, int n)
 {
     const float *W = net->params + l->p_off, *b = W + (size_t)l->out * l->in;
@@ -88,7 +88,7 @@ static void dense_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *
          l->out);
 }
 
-static void dense_backward(const kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void dense_backward(const kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                            const float *x, const float *y, const float *dy, float *dx,
                            float *g, int n)
 {
@@ -128,16 +128,16 @@ static void bn_stats(const float *x, int n, int c, float eps, double *acc, float
     }
 }
 
-static void bn_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *ctx,
+static void bn_forward(kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *ctx,
                        const float *x, float *y, int n)
 {
     int c = l->out;
     float *aux = ctx->aux;
     double *acc = ctx->acc;
-    kp_nn_mode mode = ctx->mode;
+    kp_mlpnn_mode mode = ctx->mode;
     const float *gamma = net->params + l->p_off, *beta = gamma + c;
     float *rmean = net->buffers + l->b_off, *rvar = rmean + c;
-    if (mode == KP_NN_EVAL) {   /* y = x * s + t with s, t from the running statistics */
+    if (mode == KP_MLPNN_EVAL) {   /* y = x * s + t with s, t from the running statistics */
         for (int j = 0; j < c; j++) {
             acc[j] = gamma[j] / sqrt((double)rvar[j] + net->bn_eps);
             acc[c + j] = beta[j] - rmean[j] * acc[j];
@@ -155,7 +155,7 @@ static void bn_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *ctx
             xhat[k] = (float)((x[k] - acc[j]) * inv[j]);
             y[k] = gamma[j] * xhat[k] + beta[j];
         }
-    if (mode != KP_NN_TRAIN)
+    if (mode != KP_MLPNN_TRAIN)
         return;
     double m = net->bn_momentum, unbias = n > 1 ? (double)n / (n - 1) : 1;
     for (int j = 0; j < c; j++) {
@@ -164,7 +164,7 @@ static void bn_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *ctx
     }
 }
 
-static void bn_backward(const kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *ctx,
+static void bn_backward(const kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *ctx,
                         const float *x, const float *y, const float *dy, float *dx, float *g,
                         int n)
 {
@@ -195,7 +195,7 @@ static void bn_backward(const kp_nn_net *net, const kp_nn_layer *l, const pass_c
         }
 }
 
-static void relu_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void relu_forward(kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                          const float *x, float *y, int n)
 {
     (void)net, (void)c;
@@ -208,7 +208,7 @@ static void relu_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c
     }
 }
 
-static void relu_backward(const kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void relu_backward(const kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                           const float *x, const float *y, const float *dy, float *dx, float *g,
                           int n)
 {
@@ -237,22 +237,22 @@ static void dropout_draw(float *mask, size_t len, float rate, kp_rng *rng)
     }
 }
 
-static void dropout_forward(kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void dropout_forward(kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                             const float *x, float *y, int n)
 {
     (void)net;
     size_t len = (size_t)n * l->out;
-    if (c->mode == KP_NN_EVAL) {
+    if (c->mode == KP_MLPNN_EVAL) {
         memcpy(y, x, sizeof *y * len);
         return;
     }
-    if (c->mode == KP_NN_TRAIN)
+    if (c->mode == KP_MLPNN_TRAIN)
         dropout_draw(c->aux, len, l->rate, c->rng);
     for (size_t k = 0; k < len; k++)
         y[k] = x[k] * c->aux[k];
 }
 
-static void dropout_backward(const kp_nn_net *net, const kp_nn_layer *l, const pass_ctx *c,
+static void dropout_backward(const kp_mlpnn_net *net, const kp_mlpnn_layer *l, const pass_ctx *c,
                              const float *x, const float *y, const float *dy, float *dx,
                              float *g, int n)
 {
@@ -263,50 +263,50 @@ static void dropout_backward(const kp_nn_net *net, const kp_nn_layer *l, const p
 }
 
 static const layer_ops layer_table[] = {
-    [KP_NN_DENSE] = { "dense", dense_forward, dense_backward },
-    [KP_NN_BATCHNORM] = { "batchnorm", bn_forward, bn_backward },
-    [KP_NN_RELU] = { "relu", relu_forward, relu_backward },
-    [KP_NN_DROPOUT] = { "dropout", dropout_forward, dropout_backward },
+    [KP_MLPNN_DENSE] = { "dense", dense_forward, dense_backward },
+    [KP_MLPNN_BATCHNORM] = { "batchnorm", bn_forward, bn_backward },
+    [KP_MLPNN_RELU] = { "relu", relu_forward, relu_backward },
+    [KP_MLPNN_DROPOUT] = { "dropout", dropout_forward, dropout_backward },
 };
-_Static_assert(sizeof layer_table / sizeof layer_table[0] == KP_NN_KIND_COUNT,
+_Static_assert(sizeof layer_table / sizeof layer_table[0] == KP_MLPNN_KIND_COUNT,
                "one row per layer kind");
 
 /* ---- nets ---- */
 
 /* Appends a layer of `kind` taking `in` units; updates the parameter counts. */
-static void add_layer(kp_nn_net *net, const kp_nn_spec *sp, int in)
+static void add_layer(kp_mlpnn_net *net, const kp_mlpnn_spec *sp, int in)
 {
-    kp_nn_layer *l = &net->layers[net->n_layers++];
-    int out = sp->kind == KP_NN_DENSE ? sp->out : in;
-    *l = (kp_nn_layer){ .kind = sp->kind, .in = in, .out = out, .tag = sp->tag,
+    kp_mlpnn_layer *l = &net->layers[net->n_layers++];
+    int out = sp->kind == KP_MLPNN_DENSE ? sp->out : in;
+    *l = (kp_mlpnn_layer){ .kind = sp->kind, .in = in, .out = out, .tag = sp->tag,
                         .rate = sp->rate, .p_off = net->n_params, .b_off = net->n_buffers };
-    if (sp->kind == KP_NN_DENSE)
+    if (sp->kind == KP_MLPNN_DENSE)
         l->n_p = (size_t)in * out + (size_t)out;
-    if (sp->kind == KP_NN_BATCHNORM)
+    if (sp->kind == KP_MLPNN_BATCHNORM)
         l->n_p = l->n_b = 2 * (size_t)out;
     net->n_params += l->n_p;
     net->n_buffers += l->n_b;
 }
 
 /* Checks the layer list's sizes and rates; 0 or KP_ERR_ARG. */
-static int check_spec(int in, const kp_nn_spec *spec, int n, char *err, size_t errlen)
+static int check_spec(int in, const kp_mlpnn_spec *spec, int n, char *err, size_t errlen)
 {
-    if (in < 1 || n < 1 || n > KP_NN_MAX_LAYERS)
+    if (in < 1 || n < 1 || n > KP_MLPNN_MAX_LAYERS)
         return kp_errf(err, errlen, KP_ERR_ARG, "a net needs 1 or more inputs and 1 to %d layers",
-                       KP_NN_MAX_LAYERS);
+                       KP_MLPNN_MAX_LAYERS);
     double n_params = 0, w = in;
     for (int i = 0; i < n; i++) {
-        const kp_nn_spec *sp = &spec[i];
-        if ((unsigned)sp->kind >= KP_NN_KIND_COUNT)
+        const kp_mlpnn_spec *sp = &spec[i];
+        if ((unsigned)sp->kind >= KP_MLPNN_KIND_COUNT)
             return kp_errf(err, errlen, KP_ERR_ARG, "layer %d has unknown kind %d", i, sp->kind);
-        if (sp->kind == KP_NN_DENSE && (sp->out < 1 || sp->out > KP_NN_MAX_WIDTH))
+        if (sp->kind == KP_MLPNN_DENSE && (sp->out < 1 || sp->out > KP_MLPNN_MAX_WIDTH))
             return kp_errf(err, errlen, KP_ERR_ARG, "layer %d has %d units; need 1 to %d", i,
-                           sp->out, KP_NN_MAX_WIDTH);
-        if (sp->kind == KP_NN_DROPOUT && !(sp->rate > 0 && sp->rate < 1))
+                           sp->out, KP_MLPNN_MAX_WIDTH);
+        if (sp->kind == KP_MLPNN_DROPOUT && !(sp->rate > 0 && sp->rate < 1))
             return kp_errf(err, errlen, KP_ERR_ARG, "dropout = %g must be in (0, 1)", sp->rate);
-        double out = sp->kind == KP_NN_DENSE ? sp->out : w;
-        n_params += sp->kind == KP_NN_DENSE ? (w + 1) * out
-                    : sp->kind == KP_NN_BATCHNORM ? 2 * w : 0;
+        double out = sp->kind == KP_MLPNN_DENSE ? sp->out : w;
+        n_params += sp->kind == KP_MLPNN_DENSE ? (w + 1) * out
+                    : sp->kind == KP_MLPNN_BATCHNORM ? 2 * w : 0;
         w = out;
     }
     if (n_params > (double)INT32_MAX)
@@ -315,13 +315,13 @@ static int check_spec(int in, const kp_nn_spec *spec, int n, char *err, size_t e
     return 0;
 }
 
-int kp_nn_create(int in, const kp_nn_spec *spec, int n, kp_nn_net **out_net,
+int kp_mlpnn_create(int in, const kp_mlpnn_spec *spec, int n, kp_mlpnn_net **out_net,
                  char *err, size_t errlen)
 {
     int rc = check_spec(in, spec, n, err, errlen);
     if (rc < 0)
         return rc;
-    kp_nn_net *net = calloc(1, sizeof *net);
+    kp_mlpnn_net *net = calloc(1, sizeof *net);
     if (!net || !(net->layers = calloc((size_t)n, sizeof *net->layers)))
         goto nomem;
     net->in = in;
@@ -340,33 +340,33 @@ int kp_nn_create(int in, const kp_nn_spec *spec, int n, kp_nn_net **out_net,
     *out_net = net;
     return 0;
 nomem:
-    kp_nn_free(net);
+    kp_mlpnn_free(net);
     return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory for a net with %d inputs", in);
 }
 
-int kp_nn_mlp_create(int in, const int *hidden, int n_hidden, int out, int batch_norm,
-                     float dropout, kp_nn_net **net, char *err, size_t errlen)
+int kp_mlpnn_mlp_create(int in, const int *hidden, int n_hidden, int out, int batch_norm,
+                     float dropout, kp_mlpnn_net **net, char *err, size_t errlen)
 {
-    if (n_hidden < 0 || n_hidden > KP_NN_MAX_HIDDEN)
+    if (n_hidden < 0 || n_hidden > KP_MLPNN_MAX_HIDDEN)
         return kp_errf(err, errlen, KP_ERR_ARG, "%d hidden layers; at most %d", n_hidden,
-                       KP_NN_MAX_HIDDEN);
+                       KP_MLPNN_MAX_HIDDEN);
     if (!(dropout >= 0 && dropout < 1))
         return kp_errf(err, errlen, KP_ERR_ARG, "dropout = %g must be in [0, 1)", dropout);
-    kp_nn_spec spec[KP_NN_MAX_LAYERS];
+    kp_mlpnn_spec spec[KP_MLPNN_MAX_LAYERS];
     int n = 0;
     for (int i = 0; i < n_hidden; i++) {
-        spec[n++] = (kp_nn_spec){ KP_NN_DENSE, hidden[i], i, 0 };
+        spec[n++] = (kp_mlpnn_spec){ KP_MLPNN_DENSE, hidden[i], i, 0 };
         if (batch_norm)
-            spec[n++] = (kp_nn_spec){ KP_NN_BATCHNORM, 0, i, 0 };
-        spec[n++] = (kp_nn_spec){ KP_NN_RELU, 0, i, 0 };
+            spec[n++] = (kp_mlpnn_spec){ KP_MLPNN_BATCHNORM, 0, i, 0 };
+        spec[n++] = (kp_mlpnn_spec){ KP_MLPNN_RELU, 0, i, 0 };
         if (dropout > 0)
-            spec[n++] = (kp_nn_spec){ KP_NN_DROPOUT, 0, i, dropout };
+            spec[n++] = (kp_mlpnn_spec){ KP_MLPNN_DROPOUT, 0, i, dropout };
     }
-    spec[n++] = (kp_nn_spec){ KP_NN_DENSE, out, n_hidden, 0 };
-    return kp_nn_create(in, spec, n, net, err, errlen);
+    spec[n++] = (kp_mlpnn_spec){ KP_MLPNN_DENSE, out, n_hidden, 0 };
+    return kp_mlpnn_create(in, spec, n, net, err, errlen);
 }
 
-void kp_nn_free(kp_nn_net *net)
+void kp_mlpnn_free(kp_mlpnn_net *net)
 {
     if (!net)
         return;
@@ -376,34 +376,34 @@ void kp_nn_free(kp_nn_net *net)
     free(net);
 }
 
-void kp_nn_init_params(kp_nn_net *net, kp_nn_init init, kp_rng *rng)
+void kp_mlpnn_init_params(kp_mlpnn_net *net, kp_mlpnn_init init, kp_rng *rng)
 {
     for (int i = 0; i < net->n_layers; i++) {
-        const kp_nn_layer *l = &net->layers[i];
+        const kp_mlpnn_layer *l = &net->layers[i];
         float *p = net->params + l->p_off;
         size_t nw = (size_t)l->in * l->out;
-        if (l->kind == KP_NN_BATCHNORM) {
+        if (l->kind == KP_MLPNN_BATCHNORM) {
             for (int j = 0; j < l->out; j++) {
                 p[j] = 1;
                 p[l->out + j] = 0;
             }
             continue;
         }
-        if (l->kind != KP_NN_DENSE)
+        if (l->kind != KP_MLPNN_DENSE)
             continue;
-        double bound = init == KP_NN_HE ? sqrt(6.0 / l->in) : sqrt(6.0 / (l->in + l->out));
+        double bound = init == KP_MLPNN_HE ? sqrt(6.0 / l->in) : sqrt(6.0 / (l->in + l->out));
         for (size_t k = 0; k < nw; k++)
             p[k] = (float)(bound * (2 * kp_rng_uniform(rng) - 1));
         for (int j = 0; j < l->out; j++)
-            p[nw + j] = init == KP_NN_HE ? 0 : (float)(bound * (2 * kp_rng_uniform(rng) - 1));
+            p[nw + j] = init == KP_MLPNN_HE ? 0 : (float)(bound * (2 * kp_rng_uniform(rng) - 1));
     }
 }
 
 /* ---- work areas, forward and backward ---- */
 
-kp_nn_work *kp_nn_work_create(const kp_nn_net *net, int max_batch, uint64_t seed)
+kp_mlpnn_work *kp_mlpnn_work_create(const kp_mlpnn_net *net, int max_batch, uint64_t seed)
 {
-    kp_nn_work *w = calloc(1, sizeof *w);
+    kp_mlpnn_work *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     int L = net->n_layers, widest = net->in;
@@ -423,21 +423,21 @@ kp_nn_work *kp_nn_work_create(const kp_nn_net *net, int max_batch, uint64_t seed
     if (!w->act || !w->aux || !w->grads || !w->d0 || !w->d1 || !w->acc)
         goto fail;
     for (int l = 0; l < L; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         if (!(w->act[l] = malloc(sizeof(float) * rows * (size_t)ly->out)))
             goto fail;
-        size_t aux = ly->kind == KP_NN_BATCHNORM ? (rows + 1) * (size_t)ly->out
-                     : ly->kind == KP_NN_DROPOUT ? rows * (size_t)ly->out : 0;
+        size_t aux = ly->kind == KP_MLPNN_BATCHNORM ? (rows + 1) * (size_t)ly->out
+                     : ly->kind == KP_MLPNN_DROPOUT ? rows * (size_t)ly->out : 0;
         if (aux && !(w->aux[l] = calloc(aux, sizeof(float))))
             goto fail;
     }
     return w;
 fail:
-    kp_nn_work_free(w);
+    kp_mlpnn_work_free(w);
     return NULL;
 }
 
-void kp_nn_work_free(kp_nn_work *w)
+void kp_mlpnn_work_free(kp_mlpnn_work *w)
 {
     if (!w)
         return;
@@ -454,13 +454,13 @@ void kp_nn_work_free(kp_nn_work *w)
     free(w);
 }
 
-const float *kp_nn_forward(kp_nn_net *net, kp_nn_work *w, const float *x, int n,
-                           kp_nn_mode mode)
+const float *kp_mlpnn_forward(kp_mlpnn_net *net, kp_mlpnn_work *w, const float *x, int n,
+                           kp_mlpnn_mode mode)
 {
     assert(n >= 1 && n <= w->max_batch);
     const float *in = x;
     for (int l = 0; l < net->n_layers; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         pass_ctx c = { w->aux[l], w->acc, &w->rng, w->threads, mode };
         layer_table[ly->kind].forward(net, ly, &c, in, w->act[l], n);
         in = w->act[l];
@@ -468,45 +468,45 @@ const float *kp_nn_forward(kp_nn_net *net, kp_nn_work *w, const float *x, int n,
     return in;
 }
 
-const float *kp_nn_predict(const kp_nn_net *net, kp_nn_work *w, const float *x, int n)
+const float *kp_mlpnn_predict(const kp_mlpnn_net *net, kp_mlpnn_work *w, const float *x, int n)
 {
-    return kp_nn_forward((kp_nn_net *)net, w, x, n, KP_NN_EVAL);   /* EVAL never writes */
+    return kp_mlpnn_forward((kp_mlpnn_net *)net, w, x, n, KP_MLPNN_EVAL);   /* EVAL never writes */
 }
 
-void kp_nn_backward(const kp_nn_net *net, kp_nn_work *w, const float *x, int n,
+void kp_mlpnn_backward(const kp_mlpnn_net *net, kp_mlpnn_work *w, const float *x, int n,
                     const float *dlogits, float *dx_out)
 {
     const float *dy = dlogits;
     for (int l = net->n_layers - 1; l >= 0; l--) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         float *dx = l == 0 ? dx_out : dy == w->d0 ? w->d1 : w->d0;
         const float *in = l == 0 ? x : w->act[l - 1];
-        pass_ctx c = { w->aux[l], w->acc, &w->rng, w->threads, KP_NN_TRAIN };
+        pass_ctx c = { w->aux[l], w->acc, &w->rng, w->threads, KP_MLPNN_TRAIN };
         layer_table[ly->kind].backward(net, ly, &c, in, w->act[l], dy, dx, w->grads + ly->p_off, n);
         dy = dx;
     }
 }
 
-double kp_nn_weight_sq(const kp_nn_net *net)
+double kp_mlpnn_weight_sq(const kp_mlpnn_net *net)
 {
     double s = 0;
     for (int l = 0; l < net->n_layers; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         const float *W = net->params + ly->p_off;
-        size_t nw = ly->kind == KP_NN_DENSE ? (size_t)ly->in * ly->out : 0;
+        size_t nw = ly->kind == KP_MLPNN_DENSE ? (size_t)ly->in * ly->out : 0;
         for (size_t k = 0; k < nw; k++)
             s += (double)W[k] * W[k];
     }
     return s;
 }
 
-void kp_nn_add_decay(const kp_nn_net *net, float *grads, float coef)
+void kp_mlpnn_add_decay(const kp_mlpnn_net *net, float *grads, float coef)
 {
     for (int l = 0; l < net->n_layers; l++) {
-        const kp_nn_layer *ly = &net->layers[l];
+        const kp_mlpnn_layer *ly = &net->layers[l];
         const float *W = net->params + ly->p_off;
         float *g = grads + ly->p_off;
-        size_t nw = ly->kind == KP_NN_DENSE ? (size_t)ly->in * ly->out : 0;
+        size_t nw = ly->kind == KP_MLPNN_DENSE ? (size_t)ly->in * ly->out : 0;
         for (size_t k = 0; k < nw; k++)
             g[k] += coef * W[k];
     }
@@ -532,11 +532,11 @@ static double log_sum_exp(const float *z, int k, double *sum_out)
 }
 
 /* Loss of one row; writes dL_row/dz * scale to delta if non-NULL. */
-static double row_loss(kp_nn_head head, const float *z, const float *y, int k, double scale,
+static double row_loss(kp_mlpnn_head head, const float *z, const float *y, int k, double scale,
                        float *delta)
 {
     double loss = 0;
-    if (head == KP_NN_SOFTMAX) {
+    if (head == KP_MLPNN_SOFTMAX) {
         int c = (int)y[0];
         double sum, mx = log_sum_exp(z, k, &sum);
         for (int j = 0; delta && j < k; j++)
@@ -545,7 +545,7 @@ static double row_loss(kp_nn_head head, const float *z, const float *y, int k, d
     }
     for (int j = 0; j < k; j++) {
         double t = z[j], d;
-        if (head == KP_NN_SIGMOID) {
+        if (head == KP_MLPNN_SIGMOID) {
             loss += log1p(exp(-fabs(t))) + fmax(t, 0) - y[j] * t;
             d = sigmoid(t) - y[j];
         } else {
@@ -558,51 +558,51 @@ static double row_loss(kp_nn_head head, const float *z, const float *y, int k, d
     return loss;
 }
 
-double kp_nn_head_loss(kp_nn_head head, const float *z, const float *y, int n, int k,
+double kp_mlpnn_head_loss(kp_mlpnn_head head, const float *z, const float *y, int n, int k,
                        float *delta)
 {
     double sum = 0;
-    int yw = head == KP_NN_SOFTMAX ? 1 : k;
+    int yw = head == KP_MLPNN_SOFTMAX ? 1 : k;
     for (int i = 0; i < n; i++)
         sum += row_loss(head, z + (size_t)i * k, y + (size_t)i * yw, k, 1.0 / n,
                         delta ? delta + (size_t)i * k : NULL);
     return sum;
 }
 
-void kp_nn_head_apply(kp_nn_head head, const float *z, int n, int k, float *out)
+void kp_mlpnn_head_apply(kp_mlpnn_head head, const float *z, int n, int k, float *out)
 {
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * k;
         float *o = out + (size_t)i * k;
-        double sum, mx = head == KP_NN_SOFTMAX ? log_sum_exp(zi, k, &sum) : 0;
+        double sum, mx = head == KP_MLPNN_SOFTMAX ? log_sum_exp(zi, k, &sum) : 0;
         for (int j = 0; j < k; j++)
-            o[j] = head == KP_NN_SOFTMAX ? (float)(exp(zi[j] - mx) / sum)
-                   : head == KP_NN_SIGMOID ? (float)sigmoid(zi[j]) : zi[j];
+            o[j] = head == KP_MLPNN_SOFTMAX ? (float)(exp(zi[j] - mx) / sum)
+                   : head == KP_MLPNN_SIGMOID ? (float)sigmoid(zi[j]) : zi[j];
     }
 }
 
 /* ---- optimisers ---- */
 
-int kp_nn_optim_init(kp_nn_optim *o, size_t n)
+int kp_mlpnn_optim_init(kp_mlpnn_optim *o, size_t n)
 {
     o->n = n;
     o->t = 0;
     o->m = calloc(n ? n : 1, sizeof *o->m);
-    o->v = o->solver == KP_NN_ADAM ? calloc(n ? n : 1, sizeof *o->v) : NULL;
-    return o->m && (o->v || o->solver != KP_NN_ADAM) ? 0 : KP_ERR_NOMEM;
+    o->v = o->solver == KP_MLPNN_ADAM ? calloc(n ? n : 1, sizeof *o->v) : NULL;
+    return o->m && (o->v || o->solver != KP_MLPNN_ADAM) ? 0 : KP_ERR_NOMEM;
 }
 
-void kp_nn_optim_release(kp_nn_optim *o)
+void kp_mlpnn_optim_release(kp_mlpnn_optim *o)
 {
     free(o->m);
     free(o->v);
     o->m = o->v = NULL;
 }
 
-void kp_nn_optim_step(kp_nn_optim *o, float *params, const float *grads)
+void kp_mlpnn_optim_step(kp_mlpnn_optim *o, float *params, const float *grads)
 {
     float *m = o->m, *v = o->v;
-    if (o->solver == KP_NN_ADAM) {
+    if (o->solver == KP_MLPNN_ADAM) {
         o->t++;
         double t = (double)o->t;
         float lr = (float)(o->lr * sqrt(1 - pow(o->beta2, t)) / (1 - pow(o->beta1, t)));

@@ -417,12 +417,12 @@ static void test_nn_initialisation_follows_glorot_and_he_bounds(void **state)
     (void)state;
     static const int hidden[] = { 30 };
     for (int init = 0; init < 2; init++) {
-        kp_nn_net *net = NULL;
+        kp_mlpnn_net *net = NULL;
         char err[KP_ERRLEN] = "";
         kp_rng r;
         kp_rng_seed(&r, 70);
-        assert_int_equal(kp_nn_mlp_create(10, hidden, 1, 2, 0, 0, &net, err, sizeof err), 0);
-        kp_nn_init_params(net, init ? KP_NN_HE : KP_NN_GLOROT, &r);
+        assert_int_equal(kp_mlpnn_mlp_create(10, hidden, 1, 2, 0, 0, &net, err, sizeof err), 0);
+        kp_mlpnn_init_params(net, init ? KP_MLPNN_HE : KP_MLPNN_GLOROT, &r);
         const float *p = net->params;
         double bound = init ? sqrt(6.0 / 10) : sqrt(6.0 / 40), top = 0, bias = 0;
         for (int k = 0; k < 300; k++)
@@ -431,7 +431,7 @@ static void test_nn_initialisation_follows_glorot_and_he_bounds(void **state)
             bias = fmax(bias, fabs(p[k]));
         assert_true(top <= bound && top > 0.9 * bound);   /* uniform over the whole range */
         assert_true(init ? bias == 0 : bias > 0.5 * bound && bias <= bound);
-        kp_nn_free(net);
+        kp_mlpnn_free(net);
     }
 }
 
@@ -835,8 +835,8 @@ static void check_grad(const char *what, loss_fn f, void *ctx, float *v, const f
 
 /* One net under test: loss = sum(g . net(x)) in replay mode. */
 typedef struct probe {
-    kp_nn_net *net;
-    kp_nn_work *w;
+    kp_mlpnn_net *net;
+    kp_mlpnn_work *w;
     float x[64], g[64];
     int n;
 } probe;
@@ -844,7 +844,7 @@ typedef struct probe {
 static double probe_loss(void *ctx)
 {
     probe *p = ctx;
-    const float *y = kp_nn_forward(p->net, p->w, p->x, p->n, KP_NN_TRAIN_REPLAY);
+    const float *y = kp_mlpnn_forward(p->net, p->w, p->x, p->n, KP_MLPNN_TRAIN_REPLAY);
     double s = 0;
     for (int i = 0; i < p->n * p->net->out; i++)
         s += (double)p->g[i] * y[i];
@@ -853,14 +853,14 @@ static double probe_loss(void *ctx)
 
 /* Builds the one-layer net `spec` on `in` inputs, runs forward + backward on
  * random x and g, and checks dL/dx and every parameter against finite differences. */
-static void check_layer(const char *what, kp_nn_spec spec, int in, int n, uint64_t seed)
+static void check_layer(const char *what, kp_mlpnn_spec spec, int in, int n, uint64_t seed)
 {
     probe p = { .n = n };
     char err[KP_ERRLEN] = "";
     kp_rng r;
     kp_rng_seed(&r, seed);
-    assert_int_equal(kp_nn_create(in, &spec, 1, &p.net, err, sizeof err), 0);
-    assert_non_null(p.w = kp_nn_work_create(p.net, n, seed));
+    assert_int_equal(kp_mlpnn_create(in, &spec, 1, &p.net, err, sizeof err), 0);
+    assert_non_null(p.w = kp_mlpnn_work_create(p.net, n, seed));
     for (size_t i = 0; i < p.net->n_params; i++)
         p.net->params[i] = (float)(0.5 + kp_rng_uniform(&r));
     for (int i = 0; i < n * in; i++) {   /* |x| >= 0.1: no ReLU kink within the step */
@@ -870,40 +870,40 @@ static void check_layer(const char *what, kp_nn_spec spec, int in, int n, uint64
     for (int i = 0; i < n * p.net->out; i++)
         p.g[i] = (float)kp_rng_normal(&r);
     float dx[64], gp[64];
-    kp_nn_forward(p.net, p.w, p.x, n, KP_NN_TRAIN);   /* draws the dropout mask, kept after */
-    kp_nn_backward(p.net, p.w, p.x, n, p.g, dx);
+    kp_mlpnn_forward(p.net, p.w, p.x, n, KP_MLPNN_TRAIN);   /* draws the dropout mask, kept after */
+    kp_mlpnn_backward(p.net, p.w, p.x, n, p.g, dx);
     memcpy(gp, p.w->grads, sizeof(float) * p.net->n_params);
     char name[64];
     snprintf(name, sizeof name, "%s dL/dx", what);
     check_grad(name, probe_loss, &p, p.x, dx, (size_t)(n * in));
     snprintf(name, sizeof name, "%s dL/dparam", what);
     check_grad(name, probe_loss, &p, p.net->params, gp, p.net->n_params);
-    kp_nn_work_free(p.w);
-    kp_nn_free(p.net);
+    kp_mlpnn_work_free(p.w);
+    kp_mlpnn_free(p.net);
 }
 
 static void test_nn_dense_backward_matches_finite_differences(void **state)
 {
     (void)state;
-    check_layer("dense", (kp_nn_spec){ KP_NN_DENSE, 3, 0, 0 }, 4, 5, 1);
+    check_layer("dense", (kp_mlpnn_spec){ KP_MLPNN_DENSE, 3, 0, 0 }, 4, 5, 1);
 }
 
 static void test_nn_relu_backward_matches_finite_differences(void **state)
 {
     (void)state;
-    check_layer("relu", (kp_nn_spec){ KP_NN_RELU, 0, 0, 0 }, 4, 5, 2);
+    check_layer("relu", (kp_mlpnn_spec){ KP_MLPNN_RELU, 0, 0, 0 }, 4, 5, 2);
 }
 
 static void test_nn_batchnorm_backward_matches_finite_differences(void **state)
 {
     (void)state;
-    check_layer("batchnorm", (kp_nn_spec){ KP_NN_BATCHNORM, 0, 0, 0 }, 3, 6, 3);
+    check_layer("batchnorm", (kp_mlpnn_spec){ KP_MLPNN_BATCHNORM, 0, 0, 0 }, 3, 6, 3);
 }
 
 static void test_nn_dropout_backward_with_a_fixed_mask_matches_finite_differences(void **state)
 {
     (void)state;
-    check_layer("dropout", (kp_nn_spec){ KP_NN_DROPOUT, 0, 0, 0.4f }, 4, 5, 4);
+    check_layer("dropout", (kp_mlpnn_spec){ KP_MLPNN_DROPOUT, 0, 0, 0.4f }, 4, 5, 4);
 }
 
 static void test_nn_large_dense_layer_matches_a_reference_product(void **state)
@@ -911,24 +911,24 @@ static void test_nn_large_dense_layer_matches_a_reference_product(void **state)
     (void)state;
     /* 256 x 300 -> 130: each GEMM (~10M multiply-adds) is cut into 2 chunks */
     enum { N = 256, IN = 300, OUT = 130 };
-    kp_nn_spec spec = { KP_NN_DENSE, OUT, 0, 0 };
-    kp_nn_net *net = NULL;
+    kp_mlpnn_spec spec = { KP_MLPNN_DENSE, OUT, 0, 0 };
+    kp_mlpnn_net *net = NULL;
     char err[KP_ERRLEN] = "";
     kp_rng r;
     kp_rng_seed(&r, 80);
-    assert_int_equal(kp_nn_create(IN, &spec, 1, &net, err, sizeof err), 0);
-    kp_nn_work *w = kp_nn_work_create(net, N, 1);
+    assert_int_equal(kp_mlpnn_create(IN, &spec, 1, &net, err, sizeof err), 0);
+    kp_mlpnn_work *w = kp_mlpnn_work_create(net, N, 1);
     float *x = malloc(sizeof *x * N * IN), *dy = malloc(sizeof *dy * N * OUT);
     float *dx = malloc(sizeof *dx * N * IN);
     assert_true(w && x && dy && dx);
     w->threads = 2;
-    kp_nn_init_params(net, KP_NN_GLOROT, &r);
+    kp_mlpnn_init_params(net, KP_MLPNN_GLOROT, &r);
     for (int i = 0; i < N * IN; i++)
         x[i] = (float)kp_rng_normal(&r);
     for (int i = 0; i < N * OUT; i++)
         dy[i] = (float)kp_rng_normal(&r);
-    const float *y = kp_nn_forward(net, w, x, N, KP_NN_TRAIN);
-    kp_nn_backward(net, w, x, N, dy, dx);
+    const float *y = kp_mlpnn_forward(net, w, x, N, KP_MLPNN_TRAIN);
+    kp_mlpnn_backward(net, w, x, N, dy, dx);
     const float *W = net->params, *b = W + OUT * IN, *gW = w->grads;
     for (int i = 0; i < N; i += 7)   /* y = x W^T + b and dx = dy W, sampled rows */
         for (int o = 0; o < OUT; o++) {
@@ -951,12 +951,12 @@ static void test_nn_large_dense_layer_matches_a_reference_product(void **state)
     free(x);
     free(dy);
     free(dx);
-    kp_nn_work_free(w);
-    kp_nn_free(net);
+    kp_mlpnn_work_free(w);
+    kp_mlpnn_free(net);
 }
 
 typedef struct head_probe {
-    kp_nn_head head;
+    kp_mlpnn_head head;
     float z[24], y[24];
     int n, k;
 } head_probe;
@@ -964,14 +964,14 @@ typedef struct head_probe {
 static double head_mean_loss(void *ctx)
 {
     head_probe *h = ctx;
-    return kp_nn_head_loss(h->head, h->z, h->y, h->n, h->k, NULL) / h->n;
+    return kp_mlpnn_head_loss(h->head, h->z, h->y, h->n, h->k, NULL) / h->n;
 }
 
 static void test_nn_head_losses_match_finite_differences(void **state)
 {
     (void)state;
-    static const struct { kp_nn_head head; int k; } heads[] = {
-        { KP_NN_SIGMOID, 1 }, { KP_NN_SIGMOID, 3 }, { KP_NN_SOFTMAX, 4 }, { KP_NN_IDENTITY, 1 },
+    static const struct { kp_mlpnn_head head; int k; } heads[] = {
+        { KP_MLPNN_SIGMOID, 1 }, { KP_MLPNN_SIGMOID, 3 }, { KP_MLPNN_SOFTMAX, 4 }, { KP_MLPNN_IDENTITY, 1 },
     };
     for (size_t c = 0; c < sizeof heads / sizeof heads[0]; c++) {
         head_probe h = { .head = heads[c].head, .n = 5, .k = heads[c].k };
@@ -979,12 +979,12 @@ static void test_nn_head_losses_match_finite_differences(void **state)
         kp_rng_seed(&r, 50 + c);
         for (int i = 0; i < h.n * h.k; i++) {
             h.z[i] = (float)(2 * kp_rng_normal(&r));
-            h.y[i] = h.head == KP_NN_IDENTITY ? (float)kp_rng_normal(&r)
-                     : h.head == KP_NN_SOFTMAX ? (float)kp_rng_below(&r, (uint64_t)h.k)
+            h.y[i] = h.head == KP_MLPNN_IDENTITY ? (float)kp_rng_normal(&r)
+                     : h.head == KP_MLPNN_SOFTMAX ? (float)kp_rng_below(&r, (uint64_t)h.k)
                      : (float)kp_rng_below(&r, 2);
         }
         float delta[24];
-        kp_nn_head_loss(h.head, h.z, h.y, h.n, h.k, delta);
+        kp_mlpnn_head_loss(h.head, h.z, h.y, h.n, h.k, delta);
         char name[32];
         snprintf(name, sizeof name, "head %zu", c);
         check_grad(name, head_mean_loss, &h, h.z, delta, (size_t)(h.n * h.k));
@@ -993,9 +993,9 @@ static void test_nn_head_losses_match_finite_differences(void **state)
 
 /* A whole net with its training loss: mean head loss + 0.5 alpha ||W||^2 / n. */
 typedef struct net_probe {
-    kp_nn_net *net;
-    kp_nn_work *w;
-    kp_nn_head head;
+    kp_mlpnn_net *net;
+    kp_mlpnn_work *w;
+    kp_mlpnn_head head;
     float x[64], y[16];
     int n;
     double alpha;
@@ -1004,37 +1004,37 @@ typedef struct net_probe {
 static double net_loss(void *ctx)
 {
     net_probe *p = ctx;
-    const float *z = kp_nn_forward(p->net, p->w, p->x, p->n, KP_NN_TRAIN_REPLAY);
-    return kp_nn_head_loss(p->head, z, p->y, p->n, p->net->out, NULL) / p->n +
-           0.5 * p->alpha * kp_nn_weight_sq(p->net) / p->n;
+    const float *z = kp_mlpnn_forward(p->net, p->w, p->x, p->n, KP_MLPNN_TRAIN_REPLAY);
+    return kp_mlpnn_head_loss(p->head, z, p->y, p->n, p->net->out, NULL) / p->n +
+           0.5 * p->alpha * kp_mlpnn_weight_sq(p->net) / p->n;
 }
 
 static void test_nn_whole_net_gradient_matches_finite_differences(void **state)
 {
     (void)state;
     static const int hidden[] = { 5, 4 };
-    net_probe p = { .head = KP_NN_SOFTMAX, .n = 8, .alpha = 0.3 };
+    net_probe p = { .head = KP_MLPNN_SOFTMAX, .n = 8, .alpha = 0.3 };
     char err[KP_ERRLEN] = "";
     kp_rng r;
     kp_rng_seed(&r, 60);
-    assert_int_equal(kp_nn_mlp_create(4, hidden, 2, 3, 1, 0.25f, &p.net, err, sizeof err), 0);
+    assert_int_equal(kp_mlpnn_mlp_create(4, hidden, 2, 3, 1, 0.25f, &p.net, err, sizeof err), 0);
     assert_int_equal(p.net->n_layers, 9);   /* (dense, bn, relu, dropout) x 2, dense */
-    assert_non_null(p.w = kp_nn_work_create(p.net, p.n, 61));
-    kp_nn_init_params(p.net, KP_NN_GLOROT, &r);
+    assert_non_null(p.w = kp_mlpnn_work_create(p.net, p.n, 61));
+    kp_mlpnn_init_params(p.net, KP_MLPNN_GLOROT, &r);
     for (int i = 0; i < p.n * 4; i++)
         p.x[i] = (float)kp_rng_normal(&r);
     for (int i = 0; i < p.n; i++)
         p.y[i] = (float)kp_rng_below(&r, 3);
     float delta[24], grads[256];
     assert_true(p.net->n_params <= 256);
-    const float *z = kp_nn_forward(p.net, p.w, p.x, p.n, KP_NN_TRAIN);
-    kp_nn_head_loss(p.head, z, p.y, p.n, 3, delta);
-    kp_nn_backward(p.net, p.w, p.x, p.n, delta, NULL);
-    kp_nn_add_decay(p.net, p.w->grads, (float)(p.alpha / p.n));
+    const float *z = kp_mlpnn_forward(p.net, p.w, p.x, p.n, KP_MLPNN_TRAIN);
+    kp_mlpnn_head_loss(p.head, z, p.y, p.n, 3, delta);
+    kp_mlpnn_backward(p.net, p.w, p.x, p.n, delta, NULL);
+    kp_mlpnn_add_decay(p.net, p.w->grads, (float)(p.alpha / p.n));
     memcpy(grads, p.w->grads, sizeof(float) * p.net->n_params);
     check_grad("net", net_loss, &p, p.net->params, grads, p.net->n_params);
-    kp_nn_work_free(p.w);
-    kp_nn_free(p.net);
+    kp_mlpnn_work_free(p.w);
+    kp_mlpnn_free(p.net);
 }
 
 typedef struct sk_case {
@@ -1059,27 +1059,27 @@ static void test_mlp_loss_and_gradients_match_scikit_learn_backprop(void **state
     const double alpha = 0.1;
     const int n = 6;
     for (size_t c = 0; c < sizeof sk / sizeof sk[0]; c++) {
-        kp_nn_net *net = NULL;
+        kp_mlpnn_net *net = NULL;
         char err[KP_ERRLEN] = "";
-        kp_nn_head head = kp_mlp_head_of(sk[c].task);
-        assert_int_equal(kp_nn_mlp_create(4, hidden, 1, sk[c].k, 0, 0, &net, err, sizeof err), 0);
-        kp_nn_work *w = kp_nn_work_create(net, n, 1);
+        kp_mlpnn_head head = kp_mlp_head_of(sk[c].task);
+        assert_int_equal(kp_mlpnn_mlp_create(4, hidden, 1, sk[c].k, 0, 0, &net, err, sizeof err), 0);
+        kp_mlpnn_work *w = kp_mlpnn_work_create(net, n, 1);
         assert_non_null(w);
         memcpy(net->params, sk[c].params, sizeof(float) * net->n_params);
         float delta[24];
-        const float *z = kp_nn_forward(net, w, ref_X, n, KP_NN_TRAIN);
-        double loss = kp_nn_head_loss(head, z, sk[c].y, n, sk[c].k, delta) / n +
-                      0.5 * alpha * kp_nn_weight_sq(net) / n;
-        kp_nn_backward(net, w, ref_X, n, delta, NULL);
-        kp_nn_add_decay(net, w->grads, (float)(alpha / n));
+        const float *z = kp_mlpnn_forward(net, w, ref_X, n, KP_MLPNN_TRAIN);
+        double loss = kp_mlpnn_head_loss(head, z, sk[c].y, n, sk[c].k, delta) / n +
+                      0.5 * alpha * kp_mlpnn_weight_sq(net) / n;
+        kp_mlpnn_backward(net, w, ref_X, n, delta, NULL);
+        kp_mlpnn_add_decay(net, w->grads, (float)(alpha / n));
         if (!(fabs(loss - sk[c].loss) <= 1e-6 * fabs(sk[c].loss)))
             fail_msg("case %zu: loss %.10g, scikit-learn %.10g", c, loss, sk[c].loss);
         for (size_t i = 0; i < net->n_params; i++)
             if (!(fabs(w->grads[i] - sk[c].grads[i]) <= 1e-6 + 1e-5 * fabs(sk[c].grads[i])))
                 fail_msg("case %zu grad %zu: %.8g, scikit-learn %.8g", c, i, w->grads[i],
                          sk[c].grads[i]);
-        kp_nn_work_free(w);
-        kp_nn_free(net);
+        kp_mlpnn_work_free(w);
+        kp_mlpnn_free(net);
     }
 }
 
@@ -1087,30 +1087,30 @@ static void test_nn_batchnorm_keeps_running_statistics_for_prediction(void **sta
 {
     (void)state;
     static const float x[] = { 1, 10, 2, 20, 3, 30, 6, 40 };   /* 4 rows x 2 */
-    kp_nn_spec spec = { KP_NN_BATCHNORM, 0, 0, 0 };
-    kp_nn_net *net = NULL;
+    kp_mlpnn_spec spec = { KP_MLPNN_BATCHNORM, 0, 0, 0 };
+    kp_mlpnn_net *net = NULL;
     char err[KP_ERRLEN] = "";
-    assert_int_equal(kp_nn_create(2, &spec, 1, &net, err, sizeof err), 0);
-    kp_nn_work *w = kp_nn_work_create(net, 4, 1);
+    assert_int_equal(kp_mlpnn_create(2, &spec, 1, &net, err, sizeof err), 0);
+    kp_mlpnn_work *w = kp_mlpnn_work_create(net, 4, 1);
     net->params[0] = 2, net->params[1] = 0.5f, net->params[2] = 1, net->params[3] = -1;
-    kp_nn_forward(net, w, x, 4, KP_NN_TRAIN);
+    kp_mlpnn_forward(net, w, x, 4, KP_MLPNN_TRAIN);
     /* mean (3, 25), unbiased var (14/3, 500/3); momentum 0.1 from (0, 1) */
     const float *rm = net->buffers, *rv = net->buffers + 2;
     assert_float_equal(rm[0], 0.3, 1e-6);
     assert_float_equal(rm[1], 2.5, 1e-6);
     assert_float_equal(rv[0], 0.9 + 0.1 * 14.0 / 3, 1e-6);
     assert_float_equal(rv[1], 0.9 + 0.1 * 500.0 / 3, 1e-5);
-    kp_nn_forward(net, w, x, 4, KP_NN_TRAIN_REPLAY);   /* replay leaves them */
+    kp_mlpnn_forward(net, w, x, 4, KP_MLPNN_TRAIN_REPLAY);   /* replay leaves them */
     assert_float_equal(rm[0], 0.3, 1e-6);
-    const float *y = kp_nn_predict(net, w, x, 4);
+    const float *y = kp_mlpnn_predict(net, w, x, 4);
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 2; j++) {
             double want = net->params[j] * (x[i * 2 + j] - rm[j]) / sqrt(rv[j] + 1e-5) +
                           net->params[2 + j];
             assert_float_equal(y[i * 2 + j], want, 1e-5 * (1 + fabs(want)));
         }
-    kp_nn_work_free(w);
-    kp_nn_free(net);
+    kp_mlpnn_work_free(w);
+    kp_mlpnn_free(net);
 }
 
 static void test_mlp_declares_every_task_and_documented_params(void **state)
