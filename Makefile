@@ -22,7 +22,7 @@ KP_LIBS = $(SAN) $(LDFLAGS) $(PKG_LIBS) -lcsv -lm -lpthread
 KPIPE_LIBS = $(SAN) $(LDFLAGS) $(PKG_LIBS_NO_BLAS) -lcsv -lm -lpthread -ldl
 
 MAIN_SRC = pipeline/main.c pipeline/blas_lazy.c
-LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages/*.c models/*.c models/metrics/*.c)))
+LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages/*.c models/*.c models/metrics/*.c models/nn/*.c)))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/registry.o
