@@ -118,6 +118,18 @@ static int check_targets(const kp_problem *pb, const float *y, int64_t rows,
     return 0;
 }
 
+/* Checks that ops takes a feature matrix (images 0) or images (images 1). */
+static int takes(const kp_model_ops *ops, int images, char *err, size_t errlen)
+{
+    int ok = images ? ops->fit_images && ops->predict_images : ops->fit && ops->predict;
+    if (ok)
+        return 0;
+    return kp_errf(err, errlen, KP_ERR_ARG, "this model takes %s, not %s",
+                   images ? "a feature matrix" : "images",
+                   images ? "images (use it on a preprocess dataset)"
+                          : "a feature matrix (use it on an images dataset)");
+}
+
 int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_problem *pb,
                  const kp_matrix *X, const float *y, const kp_fit_opts *opts,
                  kp_model **out, char *err, size_t errlen)
@@ -126,7 +138,7 @@ int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_prob
     kp_params *empty = NULL;
     kp_model *m = NULL;
     int rc;
-    if ((rc = check_problem(ops, pb, err, errlen)) < 0 ||
+    if ((rc = takes(ops, 0, err, errlen)) < 0 || (rc = check_problem(ops, pb, err, errlen)) < 0 ||
         (rc = check_matrix(ops, X, err, errlen)) < 0 ||
         (rc = check_targets(pb, y, X->rows, err, errlen)) < 0)
         goto fail;
@@ -155,9 +167,105 @@ fail:
 int kp_model_predict(const kp_model *m, const kp_matrix *X, float *out, int threads,
                      char *err, size_t errlen)
 {
-    int rc = check_values(m->ops, X, err, errlen);
+    int rc = takes(m->ops, 0, err, errlen);
+    if (rc == 0)
+        rc = check_values(m->ops, X, err, errlen);
     if (rc == 0)
         rc = m->ops->predict(m->impl, X, out, threads, err, errlen);
+    return rc < 0 ? kp_err_prefix(err, errlen, rc, m->ops->name) : 0;
+}
+
+/* ---- image models ---- */
+
+/* Checks an image set's layout; 0 or KP_ERR_ARG. */
+static int check_images(const kp_images *X, char *err, size_t errlen)
+{
+    if (!X->data || X->n < 1 || X->height < 1 || X->width < 1 || X->channels < 1 ||
+        (X->depth != 8 && X->depth != 16) || !X->mean || !X->std)
+        return kp_errf(err, errlen, KP_ERR_ARG,
+                       "images: %lld of %d x %d x %d samples of %d bits%s; need at least one "
+                       "image of 8 or 16 bits with its channel statistics", (long long)X->n,
+                       X->height, X->width, X->channels, X->depth,
+                       X->data && X->mean && X->std ? "" : " (data or statistics missing)");
+    return 0;
+}
+
+/* Checks rows[0..n) are images of X (n >= 1); `what` names them. */
+static int check_rows(const int64_t *rows, int64_t n, const kp_images *X, const char *what,
+                      char *err, size_t errlen)
+{
+    if (n < 1 || !rows)
+        return kp_errf(err, errlen, KP_ERR_ARG, "%s: no rows given", what);
+    for (int64_t i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= X->n)
+            return kp_errf(err, errlen, KP_ERR_ARG, "%s[%lld] = %lld is not an image index in "
+                           "[0, %lld)", what, (long long)i, (long long)rows[i], (long long)X->n);
+    return 0;
+}
+
+/* Checks the fit's inputs: problem, images, rows, targets, held-out rows. */
+static int check_image_fit(const kp_model_ops *ops, const kp_problem *pb, const kp_images *X,
+                           const int64_t *rows, int64_t n, const float *y,
+                           const kp_fit_opts *o, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = takes(ops, 1, err, errlen)) < 0 || (rc = check_problem(ops, pb, err, errlen)) < 0 ||
+        (rc = check_images(X, err, errlen)) < 0 ||
+        (rc = check_rows(rows, n, X, "rows", err, errlen)) < 0 ||
+        (rc = check_targets(pb, y, n, err, errlen)) < 0)
+        return rc;
+    if (!o || o->n_valid == 0)
+        return 0;
+    if (o->n_valid < 0 || !o->y_valid)
+        return kp_errf(err, errlen, KP_ERR_ARG, "%lld held-out rows %s", (long long)o->n_valid,
+                       o->n_valid < 0 ? "is not a count" : "without their targets (y_valid)");
+    if ((rc = check_rows(o->valid_rows, o->n_valid, X, "valid_rows", err, errlen)) < 0 ||
+        (rc = check_targets(pb, o->y_valid, o->n_valid, err, errlen)) < 0)
+        return kp_err_prefix(err, errlen, rc, "held-out rows");
+    return 0;
+}
+
+int kp_model_fit_images(const kp_model_ops *ops, const kp_params *params, const kp_problem *pb,
+                        const kp_images *X, const int64_t *rows, int64_t n, const float *y,
+                        const kp_fit_opts *opts, kp_model **out, char *err, size_t errlen)
+{
+    kp_fit_opts defaults = { .threads = 1 };
+    kp_params *empty = NULL;
+    kp_model *m = NULL;
+    int rc = check_image_fit(ops, pb, X, rows, n, y, opts, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if ((!params && !(params = empty = kp_params_create())) || !(m = calloc(1, sizeof *m))) {
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    m->ops = ops;
+    m->pb = *pb;
+    if ((rc = ops->fit_images(params, pb, X, rows, n, y, opts ? opts : &defaults, &m->impl, err,
+                              errlen)) < 0)
+        goto fail;
+    *out = m;
+    m = NULL;
+fail:
+    if (rc < 0)
+        kp_err_prefix(err, errlen, rc, ops->name);
+    kp_model_free(m);
+    kp_params_free(empty);
+    return rc;
+}
+
+int kp_model_predict_images(const kp_model *m, const kp_images *X, const int64_t *rows,
+                            int64_t n, int d4, float *out, int threads, char *err,
+                            size_t errlen)
+{
+    int rc;
+    if ((rc = takes(m->ops, 1, err, errlen)) == 0 && (rc = check_images(X, err, errlen)) == 0 &&
+        (rc = check_rows(rows, n, X, "rows", err, errlen)) == 0) {
+        if (d4 < 0 || d4 >= 8)
+            rc = kp_errf(err, errlen, KP_ERR_ARG, "transform %d is not a D4 symmetry (0 to 7)", d4);
+        else
+            rc = m->ops->predict_images(m->impl, X, rows, n, d4, out, threads, err, errlen);
+    }
     return rc < 0 ? kp_err_prefix(err, errlen, rc, m->ops->name) : 0;
 }
 

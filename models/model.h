@@ -38,6 +38,17 @@ typedef struct kp_matrix {
     int64_t rows, cols;
 } kp_matrix;
 
+/* A competition's images decoded once (lib/image_set.h): n images of
+ * height x width x channels samples, HWC, uint8_t (depth 8) or uint16_t
+ * (depth 16), with the per-channel mean and std of the train images in
+ * sample units.  All borrowed. */
+typedef struct kp_images {
+    const void *data;
+    int64_t n;
+    int height, width, channels, depth;
+    const float *mean, *std;
+} kp_images;
+
 typedef struct kp_fit_opts {
     uint64_t seed;            /* for any randomness in the fit */
     int threads;              /* thread budget (BLAS and kp_parallel_for) */
@@ -48,6 +59,10 @@ typedef struct kp_fit_opts {
      * for label-free preprocessing shared by every fold, e.g. gbdt's bin
      * edges; NULL means X. */
     const kp_matrix *X_all;
+    /* Image models: the held-out rows (of the same kp_images as the fit's)
+     * for validation each epoch, or NULL; their targets are y_valid. */
+    const int64_t *valid_rows;
+    int64_t n_valid;
 } kp_fit_opts;
 
 typedef struct kp_model_ops {
@@ -72,6 +87,15 @@ typedef struct kp_model_ops {
      * which the model routes itself; else kp_model_fit/predict refuse NaN.
      * Infinities are always refused. */
     int missing_ok;
+    /* Image models (NULL for tabular ones): fit on rows[0..n) of X with
+     * targets y (n rows in the layout above), and predict rows[0..n) of X
+     * after D4 transform `d4` (lib/d4.h; 0 = as is) into out (n * n_out). */
+    int (*fit_images)(const kp_params *params, const kp_problem *pb, const kp_images *X,
+                      const int64_t *rows, int64_t n, const float *y,
+                      const kp_fit_opts *opts, void **model, char *err, size_t errlen);
+    int (*predict_images)(const void *model, const kp_images *X, const int64_t *rows,
+                          int64_t n, int d4, float *out, int threads, char *err,
+                          size_t errlen);
 } kp_model_ops;
 
 /* A fitted model of any type. */
@@ -98,6 +122,19 @@ int kp_model_fit(const kp_model_ops *ops, const kp_params *params, const kp_prob
 /* Predicts X->rows * n_out values into out (caller-allocated). */
 int kp_model_predict(const kp_model *m, const kp_matrix *X, float *out, int threads,
                      char *err, size_t errlen);
+
+/* Fits image model `ops` (it has fit_images) on rows[0..n) of X, targets y
+ * (n rows in the layout above; opts->valid_rows / y_valid optional, also
+ * checked); params and X borrowed; *out caller-owned (kp_model_free). */
+int kp_model_fit_images(const kp_model_ops *ops, const kp_params *params, const kp_problem *pb,
+                        const kp_images *X, const int64_t *rows, int64_t n, const float *y,
+                        const kp_fit_opts *opts, kp_model **out, char *err, size_t errlen);
+
+/* Predicts rows[0..n) of X after D4 transform d4 (lib/d4.h, 0 = as is) into
+ * out (n * n_out, caller-allocated). */
+int kp_model_predict_images(const kp_model *m, const kp_images *X, const int64_t *rows,
+                            int64_t n, int d4, float *out, int threads, char *err,
+                            size_t errlen);
 
 /* Saves the model as a safetensors checkpoint at path (atomically). */
 int kp_model_save(const kp_model *m, const char *path, char *err, size_t errlen);

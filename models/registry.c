@@ -3,7 +3,7 @@
 #include "model.h"
 
 extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes,
-    kp_model_mlp, kp_model_gbdt, kp_model_forest;
+    kp_model_mlp, kp_model_gbdt, kp_model_forest, kp_model_cnn;
 
 static const kp_model_ops *const registry[] = {
     &kp_model_logistic,
@@ -13,6 +13,7 @@ static const kp_model_ops *const registry[] = {
     &kp_model_mlp,
     &kp_model_gbdt,
     &kp_model_forest,
+    &kp_model_cnn,
 };
 
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))

@@ -713,7 +713,7 @@ static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
     static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp",
-                                           "gbdt", "forest" };
+                                           "gbdt", "forest", "cnn" };
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(kp_model_count(), n);
     for (int i = 0; i < n; i++) {
@@ -731,7 +731,10 @@ static void test_model_registry_and_task_names(void **state)
     assert_int_equal(kp_task_parse("ranking", &k), KP_ERR_ARG);
     for (int i = 0; i < kp_model_count(); i++) {
         const kp_model_ops *o = kp_model_at(i);
-        assert_true(o->doc && o->params && o->fit && o->predict && o->save && o->load && o->free);
+        /* a model takes tabular rows (fit, predict) or images (fit_images, ...), both paired */
+        assert_true(o->doc && o->params && o->save && o->load && o->free);
+        assert_true(!o->fit == !o->predict && !o->fit_images == !o->predict_images);
+        assert_true(o->fit || o->fit_images);
         assert_true(kp_keyspec_count(o->params) >= 2);
     }
 }

@@ -106,7 +106,7 @@ typedef struct bn_fix {
 static kp_bn_state bn_state(int c)
 {
     float *m = fvec((size_t)6 * c);
-    kp_bn_state s = { c, 1e-5f, 0.1f, m, m + c, m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c };
+    kp_bn_state s = { c, 1e-5f, 0.1f, m, m + c, m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c, 0, 0 };
     for (int i = 0; i < c; i++)
         s.gamma[i] = s.running_var[i] = 1;
     return s;
@@ -239,6 +239,43 @@ static void test_bn_in_place_passes_give_the_same_bits(void **state)
     kp_bn_forward_eval(&s, 2, 4, bn_x, y, 1);
     assert_memory_equal(buf, y, sizeof y);
     free(s.gamma), free(s2.gamma);
+}
+
+/* A fused activation gives the bits of batch norm then leaky ReLU, both ways,
+ * with spans longer than one BN_SPAN. */
+static void test_bn_fused_leaky_equals_bn_then_leaky(void **state)
+{
+    (void)state;
+    enum { N = 3, C = 2, HW = 1500, COUNT = N * C * HW };
+    float *x = fvec(COUNT), *dy = fvec(COUNT), *y1 = fvec(COUNT), *y2 = fvec(COUNT);
+    float *g = fvec(COUNT), *dx1 = fvec(COUNT), *dx2 = fvec(COUNT);
+    for (int i = 0; i < COUNT; i++) {
+        x[i] = (float)sin(i * 0.37) * 3 + 0.5f;
+        dy[i] = (float)cos(i * 0.11);
+    }
+    for (int k = 0; k < 2; k++) {
+        float slope = k ? 0.1f : 0.0f, dg1[C] = {0}, db1[C] = {0}, dg2[C] = {0}, db2[C] = {0};
+        kp_bn_state a = bn_state(C), b = bn_state(C);
+        a.gamma[1] = b.gamma[1] = 1.5f;
+        a.beta[0] = b.beta[0] = -0.25f;
+        b.fuse_leaky = 1, b.slope = slope;
+        kp_bn_forward_train(&a, N, HW, x, y1, NULL, 2);
+        kp_leaky_forward(COUNT, slope, y1, y1, 2);
+        kp_bn_forward_train(&b, N, HW, x, y2, NULL, 2);
+        assert_memory_equal(y1, y2, COUNT * sizeof(float));
+        kp_leaky_backward(COUNT, slope, y1, dy, g, 2);
+        kp_bn_backward(&a, N, HW, x, g, dx1, dg1, db1, NULL, 2);
+        kp_bn_backward(&b, N, HW, x, dy, dx2, dg2, db2, NULL, 2);
+        assert_memory_equal(dx1, dx2, COUNT * sizeof(float));
+        assert_memory_equal(dg1, dg2, sizeof dg1);
+        assert_memory_equal(db1, db2, sizeof db1);
+        kp_bn_forward_eval(&a, N, HW, x, y1, 2);
+        kp_leaky_forward(COUNT, slope, y1, y1, 2);
+        kp_bn_forward_eval(&b, N, HW, x, y2, 2);
+        assert_memory_equal(y1, y2, COUNT * sizeof(float));
+        free(a.gamma), free(b.gamma);
+    }
+    free(x), free(dy), free(y1), free(y2), free(g), free(dx1), free(dx2);
 }
 
 static void test_bn_statistics_survive_a_large_mean(void **state)
@@ -691,6 +728,7 @@ KP_TEST_GROUP(nn_kernels)
         cmocka_unit_test(test_bn_backward_matches_torch),
         cmocka_unit_test(test_bn_eval_forward_uses_running_stats_like_torch),
         cmocka_unit_test(test_bn_in_place_passes_give_the_same_bits),
+        cmocka_unit_test(test_bn_fused_leaky_equals_bn_then_leaky),
         cmocka_unit_test(test_bn_statistics_survive_a_large_mean),
         cmocka_unit_test(test_leaky_backward_matches_finite_differences),
         cmocka_unit_test(test_leaky_forward_values_and_in_place),

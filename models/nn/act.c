@@ -16,6 +16,7 @@
 #include <string.h>
 #include "../../lib/parallel.h"
 #include "kernels.h"
+#include "pick.h"
 
 #define ACT_CHUNK ((size_t)1 << 15)   /* floats per parallel task (128 KB) */
 #define LANES 16
@@ -42,17 +43,6 @@ static void chunk_range(const ew_job *j, size_t c, size_t *lo, size_t *hi)
     *hi = j->count - *lo < ACT_CHUNK ? j->count : *lo + ACT_CHUNK;
 }
 
-/* Returns cond ? a : b, chosen on the bits so that loops of it vectorise. */
-static inline float pick(int cond, float a, float b)
-{
-    uint32_t ua, ub, m = -(uint32_t)(cond != 0);
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    ua = (ua & m) | (ub & ~m);
-    memcpy(&a, &ua, sizeof a);
-    return a;
-}
-
 /* out[i] = key[i] > 0 ? v[i] : slope v[i] for i in [lo, hi); out may alias. */
 static void leaky_span(const float *key, const float *v, float *out, size_t lo, size_t hi,
                        float slope)
@@ -61,7 +51,7 @@ static void leaky_span(const float *key, const float *v, float *out, size_t lo, 
     for (; i + LANES <= hi; i += LANES) {
         float t[LANES];
         for (int j = 0; j < LANES; j++)
-            t[j] = pick(key[i + j] > 0, v[i + j], slope * v[i + j]);
+            t[j] = kp_pick(key[i + j] > 0, v[i + j], slope * v[i + j]);
         memcpy(out + i, t, sizeof t);
     }
     for (; i < hi; i++)
@@ -121,7 +111,7 @@ static void dropout_fwd_chunk(void *data, size_t c, int tid)
     for (size_t i = lo; i < hi; i++) {
         /* 24 random bits k: dropped when k / 2^24 < p, i.e. k < thr (no branch) */
         uint32_t k = (uint32_t)(mix64(j->key + i * 0x9E3779B97F4A7C15u) >> 40);
-        float m = pick(k < thr, 0.0f, scale);
+        float m = kp_pick(k < thr, 0.0f, scale);
         j->mask[i] = m;
         j->y[i] = j->a[i] * m;
     }

@@ -84,6 +84,9 @@ typedef struct kp_bn_state {
     float *gamma, *beta;            /* [c] parameters */
     float *running_mean, *running_var;  /* [c]; var unbiased, as PyTorch keeps it */
     float *save_mean, *save_invstd; /* [c] written by a training forward */
+    int fuse_leaky;                 /* 1: y = leaky(bn(x), slope) in one pass, and the
+                                     * backward's dy is that of the activation's output */
+    float slope;                    /* the fused activation's slope (0: ReLU) */
 } kp_bn_state;
 
 /* Floats of workspace the batch norm passes need for batch n on threads. */

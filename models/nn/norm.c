@@ -18,6 +18,7 @@
 #include <string.h>
 #include "../../lib/parallel.h"
 #include "kernels.h"
+#include "pick.h"
 
 #define LANES 16        /* float lanes of a sum: the compiler makes vectors of them */
 #define BN_SPAN 1024    /* floats summed in float lanes before the lanes go into doubles */
@@ -110,6 +111,50 @@ static void affine(const float *x, float *y, size_t len, float a, float b)
         y[i] = x[i] * a + b;
 }
 
+/* y[i] = leaky(x[i] a + b, slope): the affine pass with a fused activation. */
+static void affine_leaky(const float *x, float *y, size_t len, float a, float b, float slope)
+{
+    size_t i = 0;
+    for (; i + LANES <= len; i += LANES) {
+        float t[LANES];
+        for (int j = 0; j < LANES; j++) {
+            float v = x[i + j] * a + b;
+            t[j] = kp_pick(v > 0, v, slope * v);
+        }
+        memcpy(y + i, t, sizeof t);
+    }
+    for (; i < len; i++) {
+        float v = x[i] * a + b;
+        y[i] = v > 0 ? v : slope * v;
+    }
+}
+
+/* The affine pass of state s on channel c, with its fused activation if any. */
+static void channel_affine(const kp_bn_state *s, const float *x, float *y, size_t len, float a,
+                           float b)
+{
+    if (s->fuse_leaky)
+        affine_leaky(x, y, len, a, b, s->slope);
+    else
+        affine(x, y, len, a, b);
+}
+
+/* Through a fused activation: g[i] = dy[i] where x[i] a + b > 0, else slope dy[i]
+ * (the activation's input is recomputed bit for bit as the forward made it). */
+static void leaky_grad(const float *x, const float *dy, float *g, size_t len, float a, float b,
+                       float slope)
+{
+    size_t i = 0;
+    for (; i + LANES <= len; i += LANES) {
+        float t[LANES];
+        for (int j = 0; j < LANES; j++)
+            t[j] = kp_pick(x[i + j] * a + b > 0, dy[i + j], slope * dy[i + j]);
+        memcpy(g + i, t, sizeof t);
+    }
+    for (; i < len; i++)
+        g[i] = x[i] * a + b > 0 ? dy[i] : slope * dy[i];
+}
+
 /* dx[i] = (dy[i] - (x[i] - mean) proj - gmean) scale for i < len; dx may equal dy. */
 static void grad_input(const float *x, const float *dy, float *dx, size_t len, float mean,
                        float proj, float gmean, float scale)
@@ -158,7 +203,7 @@ static void bn_train_channel(void *data, size_t c, int tid)
     bn_update_stats(s, c, k + dm, var > 0 ? var : 0, count);
     float a = s->gamma[c] * s->save_invstd[c], b = s->beta[c] - s->save_mean[c] * a;
     for (size_t i = 0; i < j->n; i++)
-        affine(xc + i * stride, j->y + c * j->hw + i * stride, j->hw, a, b);
+        channel_affine(s, xc + i * stride, j->y + c * j->hw + i * stride, j->hw, a, b);
 }
 
 void kp_bn_forward_train(kp_bn_state *s, int n, int hw, const float *x, float *y,
@@ -180,7 +225,7 @@ static void bn_eval_image(void *data, size_t i, int tid)
         float invstd = (float)(1 / sqrt((double)s->running_var[c] + s->eps));
         float a = s->gamma[c] * invstd, b = s->beta[c] - s->running_mean[c] * a;
         size_t off = (i * (size_t)s->c + c) * j->hw;
-        affine(j->x + off, j->y + off, j->hw, a, b);
+        channel_affine(s, j->x + off, j->y + off, j->hw, a, b);
     }
 }
 
@@ -192,17 +237,33 @@ void kp_bn_forward_eval(const kp_bn_state *s, int n, int hw, const float *x, flo
         kp_parallel_for(threads, bn_eval_image, &j, (size_t)n);
 }
 
-/* Backward of channel c: its two sums, dgamma and dbeta, then dx. */
+/* dy of the batch norm's output for span [off, off + len): dy itself, or
+ * through the fused activation into tmp. */
+static const float *span_dy(const bn_job *j, size_t c, size_t off, size_t len, float *tmp)
+{
+    const kp_bn_state *s = j->s;
+    if (!s->fuse_leaky)
+        return j->dy + off;
+    float a = s->gamma[c] * s->save_invstd[c], b = s->beta[c] - s->save_mean[c] * a;
+    leaky_grad(j->x + off, j->dy + off, tmp, len, a, b, s->slope);
+    return tmp;
+}
+
+/* Backward of channel c: its two sums, dgamma and dbeta, then dx; spans of
+ * at most BN_SPAN floats, so a fused activation's gradient stays in L1. */
 static void bn_backward_channel(void *data, size_t c, int tid)
 {
     (void)tid;
     const bn_job *j = data;
     const kp_bn_state *s = j->s;
-    size_t stride = (size_t)s->c * j->hw, off = c * j->hw;
-    float mean = s->save_mean[c], invstd = s->save_invstd[c];
+    size_t stride = (size_t)s->c * j->hw;
+    float mean = s->save_mean[c], invstd = s->save_invstd[c], tmp[BN_SPAN];
     double acc[2] = { 0, 0 }, count = (double)j->n * (double)j->hw;
     for (size_t i = 0; i < j->n; i++)
-        sums_grad(j->x + off + i * stride, j->dy + off + i * stride, j->hw, mean, acc);
+        for (size_t k = 0; k < j->hw; k += BN_SPAN) {
+            size_t off = c * j->hw + i * stride + k, len = j->hw - k < BN_SPAN ? j->hw - k : BN_SPAN;
+            sums_grad(j->x + off, span_dy(j, c, off, len, tmp), len, mean, acc);
+        }
     if (j->dbeta)
         j->dbeta[c] += (float)acc[0];
     if (j->dgamma)
@@ -211,8 +272,12 @@ static void bn_backward_channel(void *data, size_t c, int tid)
         return;
     float gmean = (float)(acc[0] / count);
     float proj = (float)(acc[1] / count * invstd * invstd), scale = invstd * s->gamma[c];
-    for (size_t i = 0; i < j->n; i++, off += stride)
-        grad_input(j->x + off, j->dy + off, j->dx + off, j->hw, mean, proj, gmean, scale);
+    for (size_t i = 0; i < j->n; i++)
+        for (size_t k = 0; k < j->hw; k += BN_SPAN) {
+            size_t off = c * j->hw + i * stride + k, len = j->hw - k < BN_SPAN ? j->hw - k : BN_SPAN;
+            grad_input(j->x + off, span_dy(j, c, off, len, tmp), j->dx + off, len, mean, proj,
+                       gmean, scale);
+        }
 }
 
 void kp_bn_backward(const kp_bn_state *s, int n, int hw, const float *x, const float *dy,
