@@ -16,6 +16,7 @@
 #include <string.h>
 #include "../lib/err.h"
 #include "../lib/hash.h"
+#include "../lib/image.h"
 
 size_t kp_strings_get(const kp_strings *s, int64_t i, char *buf, size_t bufsize)
 {
@@ -295,31 +296,135 @@ static int open_strings(const kp_st *st, const char *prefix, int64_t n, kp_strin
     return 0;
 }
 
-/* ---- dataset ---- */
+/* ---- images (image datasets) ---- */
 
-/* Finds X_train, X_test, y and groups and checks their shapes agree. */
-static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
+#define MAX_CHANNELS 1024   /* bands of all an id's files together */
+
+static const float no_features[1];   /* X_train and X_test of an image dataset */
+
+/* Reads metadata key as `channels` finite numbers (>= 0 when nonneg) into
+ * *out (owned floats). */
+static int channel_stats(const kp_st *st, const char *key, int64_t channels, int nonneg,
+                         float **out, char *err, size_t errlen)
+{
+    double *v = NULL;
+    int n = 0, rc = meta_numbers(st, key, &v, &n, err, errlen);
+    if (rc == 0 && n != channels)
+        rc = kp_errf(err, errlen, KP_ERR_MISMATCH, "%s: metadata '%s' has %d numbers for %lld "
+                     "channels", kp_st_path(st), key, n, (long long)channels);
+    for (int i = 0; rc == 0 && i < n; i++)
+        if (!isfinite(v[i]) || (nonneg && v[i] < 0))
+            rc = kp_errf(err, errlen, KP_ERR_FORMAT, "%s: metadata '%s'[%d] is %g, not a %s",
+                         kp_st_path(st), key, i, v[i],
+                         nonneg ? "finite number >= 0" : "finite number");
+    if (rc == 0 && !(*out = malloc((size_t)n * sizeof **out)))
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", kp_st_path(st));
+    for (int i = 0; rc == 0 && i < n; i++)
+        (*out)[i] = (float)v[i];
+    free(v);
+    return rc;
+}
+
+/* Checks metadata image_size ("WxH") against the images' width and height. */
+static int check_image_size(const kp_st *st, int64_t w, int64_t h, char *err, size_t errlen)
+{
+    const char *v = meta_req(st, "image_size", err, errlen);
+    char want[64];
+    if (!v)
+        return KP_ERR_FORMAT;
+    snprintf(want, sizeof want, "%lldx%lld", (long long)w, (long long)h);
+    if (strcmp(v, want) != 0)
+        return kp_errf(err, errlen, KP_ERR_MISMATCH,
+                       "%s: metadata image_size is '%s' but images_train holds %s images",
+                       kp_st_path(st), v, want);
+    return 0;
+}
+
+/* Finds images_train [n, H, W, C] and images_test [m, H, W, C] (U8 or U16,
+ * the same), checks them against the metadata and fills the kp_images. */
+static int dataset_images(kp_dataset *d, char *err, size_t errlen)
 {
     const kp_st *st = d->st;
-    const kp_tensor *xt = kp_st_expect(st, "X_train", KP_F32, 2, NULL, err, errlen);
+    const kp_tensor *tr = kp_st_find(st, "images_train"), *te;
+    if (!tr)
+        return kp_st_find(st, "images_test")
+                   ? kp_errf(err, errlen, KP_ERR_FORMAT, "%s: images_test without images_train",
+                             kp_st_path(st)) : 0;
+    const int64_t *s = tr->shape;
+    if ((tr->dtype != KP_U8 && tr->dtype != KP_U16) || tr->ndim != 4 || s[0] < 1 || s[1] < 1 ||
+        s[1] > KP_IMAGE_MAX_SIDE || s[2] < 1 || s[2] > KP_IMAGE_MAX_SIDE || s[3] < 1 ||
+        s[3] > MAX_CHANNELS)
+        return kp_errf(err, errlen, KP_ERR_FORMAT,
+                       "%s: tensor 'images_train' must be U8 or U16 [n >= 1, H, W, C] with H and W "
+                       "in [1, %d] and C in [1, %d]", kp_st_path(st), KP_IMAGE_MAX_SIDE,
+                       MAX_CHANNELS);
+    int64_t ts[4] = {-1, s[1], s[2], s[3]};
+    int rc;
+    if (!(te = kp_st_expect(st, "images_test", tr->dtype, 4, ts, err, errlen)))
+        return KP_ERR_FORMAT;
+    if ((rc = check_image_size(st, s[2], s[1], err, errlen)) < 0 ||
+        (rc = channel_stats(st, "channel_mean", s[3], 0, &d->channel_mean, err, errlen)) < 0 ||
+        (rc = channel_stats(st, "channel_std", s[3], 1, &d->channel_std, err, errlen)) < 0)
+        return rc;
+    int depth = tr->dtype == KP_U8 ? 8 : 16;
+    d->images_train = (kp_images){tr->data, s[0], (int)s[1], (int)s[2], (int)s[3], depth,
+                                  d->channel_mean, d->channel_std};
+    d->images_test = d->images_train;
+    d->images_test.data = te->data;
+    d->images_test.n = te->shape[0];
+    return 0;
+}
+
+/* ---- dataset ---- */
+
+/* Finds X_train and X_test (absent from an image dataset: no features) and
+ * sets the row and feature counts. */
+static int dataset_features(kp_dataset *d, char *err, size_t errlen)
+{
+    const kp_st *st = d->st;
+    int images = d->images_train.data != NULL;
+    if (images && !kp_st_find(st, "X_train") && !kp_st_find(st, "X_test")) {
+        d->n_train = d->images_train.n;
+        d->n_test = d->images_test.n;
+        d->X_train = d->X_test = no_features;
+        return 0;
+    }
+    const kp_tensor *xt = kp_st_expect(st, "X_train", KP_F32, 2, NULL, err, errlen), *xe;
     if (!xt)
+        return KP_ERR_FORMAT;
+    int64_t xs[2] = {-1, xt->shape[1]};
+    if (!(xe = kp_st_expect(st, "X_test", KP_F32, 2, xs, err, errlen)))
         return KP_ERR_FORMAT;
     d->n_train = xt->shape[0];
     d->n_feat = xt->shape[1];
+    d->n_test = xe->shape[0];
+    d->X_train = xt->data;
+    d->X_test = xe->data;
+    if (images && (d->images_train.n != d->n_train || d->images_test.n != d->n_test))
+        return kp_errf(err, errlen, KP_ERR_MISMATCH,
+                       "%s: %lld train and %lld test images but %lld and %lld feature rows",
+                       kp_st_path(st), (long long)d->images_train.n,
+                       (long long)d->images_test.n, (long long)d->n_train, (long long)d->n_test);
+    return 0;
+}
+
+/* Finds the features (or images), y and groups and checks their shapes agree. */
+static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
+{
+    const kp_st *st = d->st;
+    int rc = dataset_features(d, err, errlen);
+    if (rc < 0)
+        return rc;
     if (d->n_train < 1)
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: X_train has no rows", kp_st_path(st));
-    int64_t xs[2] = {-1, d->n_feat}, ys[2] = {d->n_train, d->pb.n_out}, gs[1] = {d->n_train};
-    const kp_tensor *xe = kp_st_expect(st, "X_test", KP_F32, 2, xs, err, errlen);
+    int64_t ys[2] = {d->n_train, d->pb.n_out}, gs[1] = {d->n_train};
     int ml = d->pb.task == KP_TASK_MULTILABEL;
-    const kp_tensor *y = xe ? kp_st_expect(st, "y", KP_F32, ml ? 2 : 1, ys, err, errlen) : NULL;
+    const kp_tensor *y = kp_st_expect(st, "y", KP_F32, ml ? 2 : 1, ys, err, errlen);
     if (!y)
         return KP_ERR_FORMAT;
     const kp_tensor *g = kp_st_find(st, "groups");
     if (g && !(g = kp_st_expect(st, "groups", KP_I64, 1, gs, err, errlen)))
         return KP_ERR_FORMAT;
-    d->n_test = xe->shape[0];
-    d->X_train = xt->data;
-    d->X_test = xe->data;
     d->y = y->data;
     d->groups = g ? g->data : NULL;
     if (d->n_features != d->n_feat)
@@ -387,6 +492,7 @@ int kp_dataset_open(const char *path, kp_dataset **out, char *err, size_t errlen
         return kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", path);
     if ((rc = kp_st_open(path, &d->st, err, errlen)) < 0 ||
         (rc = dataset_meta(d, err, errlen)) < 0 ||
+        (rc = dataset_images(d, err, errlen)) < 0 ||
         (rc = dataset_tensors(d, err, errlen)) < 0 ||
         (rc = open_strings(d->st, "train_ids", d->n_train, &d->train_ids, err, errlen)) < 0 ||
         (rc = open_strings(d->st, "test_ids", d->n_test, &d->test_ids, err, errlen)) < 0 ||
@@ -409,6 +515,8 @@ void kp_dataset_close(kp_dataset *d)
     free_strings(d->classes, d->n_classes);
     free_strings(d->features, d->n_features);
     free(d->id_column);
+    free(d->channel_mean);
+    free(d->channel_std);
     free(d);
 }
 

@@ -4,6 +4,7 @@
  *
  * dataset.safetensors (preprocess; X may hold NaN after impute: none):
  *   X_train F32 [n_train, n_feat], X_test F32 [n_test, n_feat]
+ *     (absent in an image dataset: n_feat is then 0)
  *   y F32 [n_train] (binary 0/1, multiclass index, regression value)
  *     or [n_train, n_labels] (multilabel 0/1)
  *   groups I64 [n_train] (only when the folds use a group column)
@@ -13,6 +14,11 @@
  *   metadata: task, n_out, classes (JSON array of strings: class labels in
  *     index order, or the multilabel tag vocabulary), features (JSON array),
  *     id_column, target_columns (JSON array)
+ *   image datasets (the images stage) add
+ *   images_train U8|U16 [n_train, H, W, C], images_test likewise [n_test, H, W, C]
+ *     (HWC samples of the decoded, resized PNGs, both of one dtype)
+ *   metadata: image_size "WxH", channel_mean and channel_std (JSON arrays
+ *     of C numbers: per-channel statistics of the train images, in sample units)
  * folds.safetensors (folds):
  *   fold I32 [repeats, n_train]: fold number in [0, k) of each train row
  *   metadata: k, repeats, kind, seed, folds_hash (hex of the hash of the
@@ -55,10 +61,17 @@ typedef struct kp_dataset {
     int n_features;
     char **features;           /* owned */
     char *id_column;           /* owned */
+    /* Image datasets: the train and test images (data borrowed from st; NULL
+     * for a tabular dataset), whose mean and std point at channel_mean and
+     * channel_std (owned, channels entries each, or NULL).  X_train and
+     * X_test then point at an empty placeholder and n_feat is 0. */
+    kp_images images_train, images_test;
+    float *channel_mean, *channel_std;
 } kp_dataset;
 
 /* Opens and checks a dataset artifact (shapes agree with each other and the
- * metadata, ids offsets monotone and in range); *out caller-owned. */
+ * metadata, ids offsets monotone and in range, image tensors against
+ * image_size and the channel statistics); *out caller-owned. */
 int kp_dataset_open(const char *path, kp_dataset **out, char *err, size_t errlen);
 
 /* Closes a dataset; NULL is accepted. */

@@ -1,6 +1,7 @@
 /* kfold.c - fit one fold (a part task) and merge the folds (the final task). */
 #include "kfold.h"
 #include "folds.h"
+#include "thresholds.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -209,14 +210,17 @@ static int part_split(const kp_kfold *kf, int p, part_data *d, char *err, size_t
         return kp_errf(err, errlen, KP_ERR_MISMATCH,
                        "part %d: fold %d of repeat %d holds %s of the %lld train rows", p, f, r,
                        d->n_val == 0 ? "none" : "all", (long long)F->n);
-    d->X_fit = gather_rows(kf->X_train.data, cols, d->fit_idx, d->n_fit);
+    if (!kf->images_train) {   /* images are read in place through the row lists */
+        d->X_fit = gather_rows(kf->X_train.data, cols, d->fit_idx, d->n_fit);
+        d->X_val = gather_rows(kf->X_train.data, cols, d->val_idx, d->n_val);
+    }
     d->y_fit = gather_rows(kf->y, yw, d->fit_idx, d->n_fit);
-    d->X_val = gather_rows(kf->X_train.data, cols, d->val_idx, d->n_val);
     d->y_val = gather_rows(kf->y, yw, d->val_idx, d->n_val);
     d->oof = malloc((size_t)(d->n_val * n_out) * sizeof *d->oof);
     d->test = malloc((size_t)(kf->X_test.rows * n_out > 0 ? kf->X_test.rows * n_out : 1) *
                      sizeof *d->test);
-    if (!d->X_fit || !d->y_fit || !d->X_val || !d->y_val || !d->oof || !d->test)
+    if ((!kf->images_train && (!d->X_fit || !d->X_val)) || !d->y_fit || !d->y_val || !d->oof ||
+        !d->test)
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory splitting part %d", p);
     return 0;
 }
@@ -234,14 +238,15 @@ static int check_finite(const float *v, int64_t n, int n_out, const int64_t *row
     return 0;
 }
 
-/* Fits part p's model and predicts its held-out rows and the test set. */
-static int part_fit_predict(const kp_kfold *kf, int p, part_data *d, kp_model **m,
-                            double *secs, char *err, size_t errlen)
+/* Fits part p's model on the rows of a feature matrix and predicts its
+ * held-out rows and the test set. */
+static int fit_predict_matrix(const kp_kfold *kf, int p, part_data *d, kp_model **m,
+                              double *secs, char *err, size_t errlen)
 {
     kp_matrix Xf = {d->X_fit, d->n_fit, kf->X_train.cols};
     kp_matrix Xv = {d->X_val, d->n_val, kf->X_train.cols};
     kp_fit_opts fo = {kp_rng_derive(kf->seed, (uint64_t)p), kf->threads, &Xv, d->y_val, kf->log,
-                      &kf->X_train};
+                      &kf->X_train, NULL, 0};
     double t0 = now_seconds();
     int rc = kp_model_fit(kf->model, kf->params, &kf->pb, &Xf, d->y_fit, &fo, m, err, errlen);
     *secs = now_seconds() - t0;
@@ -250,6 +255,58 @@ static int part_fit_predict(const kp_kfold *kf, int p, part_data *d, kp_model **
     rc = kp_model_predict(*m, &Xv, d->oof, kf->threads, err, errlen);
     if (rc == 0 && kf->X_test.rows > 0)
         rc = kp_model_predict(*m, &kf->X_test, d->test, kf->threads, err, errlen);
+    return rc;
+}
+
+/* Fits part p's image model on the fold's train images (by index, with the
+ * held-out ones for validation) and predicts the held-out and test images. */
+static int fit_predict_images(const kp_kfold *kf, int p, part_data *d, kp_model **m,
+                              double *secs, char *err, size_t errlen)
+{
+    int64_t n_test = kf->images_test->n, *all = NULL;
+    kp_fit_opts fo = {kp_rng_derive(kf->seed, (uint64_t)p), kf->threads, NULL, d->y_val, kf->log,
+                      NULL, d->val_idx, d->n_val};
+    double t0 = now_seconds();
+    int rc = kp_model_fit_images(kf->model, kf->params, &kf->pb, kf->images_train, d->fit_idx,
+                                 d->n_fit, d->y_fit, &fo, m, err, errlen);
+    *secs = now_seconds() - t0;
+    if (rc == 0)
+        rc = kp_model_predict_images(*m, kf->images_train, d->val_idx, d->n_val, 0, d->oof,
+                                     kf->threads, err, errlen);
+    if (rc == 0 && n_test > 0 && !(all = malloc((size_t)n_test * sizeof *all)))
+        rc = kp_errf(err, errlen, KP_ERR_NOMEM, "part %d: out of memory", p);
+    for (int64_t i = 0; all && i < n_test; i++)
+        all[i] = i;
+    if (rc == 0 && n_test > 0)
+        rc = kp_model_predict_images(*m, kf->images_test, all, n_test, 0, d->test, kf->threads,
+                                     err, errlen);
+    free(all);
+    return rc;
+}
+
+/* Checks that the model fits what the stage has: images or a feature matrix. */
+static int check_model_data(const kp_kfold *kf, char *err, size_t errlen)
+{
+    const char *name = kf->model->name, *stage = kf->stage->name;
+    if (kf->images_train && (!kf->images_test || kf->images_test->n != kf->X_test.rows))
+        return kp_errf(err, errlen, KP_ERR_INTERNAL, "stage '%s': test images do not match the "
+                       "%lld test rows", stage, (long long)kf->X_test.rows);
+    if (kf->images_train && !kf->model->fit_images)
+        return kp_errf(err, errlen, KP_ERR_CONFIG, "stage '%s': model '%s' fits a feature matrix "
+                       "but the dataset holds images: use an image model such as cnn", stage, name);
+    if (!kf->images_train && !kf->model->fit)
+        return kp_errf(err, errlen, KP_ERR_CONFIG, "stage '%s': model '%s' fits images but the "
+                       "stage has a feature matrix: give it a dataset of type images", stage,
+                       name);
+    return 0;
+}
+
+/* Fits part p's model and predicts its held-out rows and the test set. */
+static int part_fit_predict(const kp_kfold *kf, int p, part_data *d, kp_model **m,
+                            double *secs, char *err, size_t errlen)
+{
+    int rc = kf->images_train ? fit_predict_images(kf, p, d, m, secs, err, errlen)
+                              : fit_predict_matrix(kf, p, d, m, secs, err, errlen);
     if (rc == 0)
         rc = check_finite(d->oof, d->n_val, kf->pb.n_out, d->val_idx, "train", kf, p, err, errlen);
     if (rc == 0)
@@ -304,7 +361,8 @@ int kp_kfold_part(const kp_kfold *kf, int part, char *err, size_t errlen)
     if (part < 0 || part >= n_parts)
         return kp_errf(err, errlen, KP_ERR_ARG, "part %d is out of range: the folds have %d parts",
                        part, n_parts);
-    if ((rc = part_split(kf, part, &d, err, errlen)) < 0 ||
+    if ((rc = check_model_data(kf, err, errlen)) < 0 ||
+        (rc = part_split(kf, part, &d, err, errlen)) < 0 ||
         (rc = part_fit_predict(kf, part, &d, &m, &secs, err, errlen)) < 0)
         goto fail;
     rc = score_packed(kf->metric, &kf->mopts, &kf->pb, d.y_val, d.oof, NULL, d.n_val, &score,
@@ -443,15 +501,27 @@ static int merge_write(const kp_kfold *kf, const char *classes_json, const float
     if (rc < 0)
         return kp_err_prefix(err, errlen, rc, "scoring the merged out-of-fold predictions");
     kp_kfold_log_scores(kf->log, kf->metric->name, scores, F->k, F->repeats, oof_score);
+    float *thr = NULL;
+    double with_thr = 0;
+    char num[64];
+    if ((rc = kp_thresholds_for_preds(kf->metric, &kf->mopts, &kf->pb, kf->y, oof, F->n,
+                                      kf->log, &thr, &with_thr, err, errlen)) < 0)
+        return kp_err_prefix(err, errlen, rc, "searching per-label thresholds");
+    snprintf(num, sizeof num, "%.17g", with_thr);
+    const char *extra[] = {"oof_score_thresholds", num, NULL};
     if (kp_stage_artifact_path(kf->stage, path, sizeof path) < 0)
-        return kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", kf->stage->name);
+        rc = kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", kf->stage->name);
     kp_preds_out o = {
         .pb = kf->pb, .n_train = F->n, .n_test = kf->X_test.rows, .oof = oof, .test = test,
         .folds_hash = F->hash, .metric = kf->metric->name, .model = kf->model->name,
         .stage = kf->stage->name, .classes_json = classes_json, .fold_scores = scores,
-        .n_folds = F->k * F->repeats, .oof_score = oof_score,
+        .n_folds = F->k * F->repeats, .oof_score = oof_score, .thresholds = thr,
+        .extra_meta = thr ? extra : NULL,
     };
-    return kp_preds_write(path, &o, err, errlen);
+    if (rc == 0)
+        rc = kp_preds_write(path, &o, err, errlen);
+    free(thr);
+    return rc;
 }
 
 int kp_kfold_merge(const kp_kfold *kf, const char *classes_json, char *err, size_t errlen)
@@ -531,7 +601,8 @@ int kp_kfold_check_needs(const kp_stage *st, const kp_config *cfg, int min_preds
     if (nd != 1)
         return kp_errf(err, errlen, KP_ERR_CONFIG,
                        "%s:%d:%d: stages.%s.needs: %s stage '%s' needs exactly one dataset stage "
-                       "(type preprocess), found %d", f, st->line, st->col, w, t, st->name, nd);
+                       "(type preprocess or images), found %d", f, st->line, st->col, w, t,
+                       st->name, nd);
     if (nf != 1)
         return kp_errf(err, errlen, KP_ERR_CONFIG,
                        "%s:%d:%d: stages.%s.needs: %s stage '%s' needs exactly one folds stage "
@@ -568,6 +639,30 @@ static int unknown_model(const kp_stage *st, const kp_config *cfg, const char *k
                    s ? s : "", s ? "'?)" : " (kpipe models lists them)");
 }
 
+/* Checks that model m fits what st gives it: the images of a dataset stage of
+ * type images when st stacks no predictions, else a feature matrix. */
+static int check_model_input(const kp_stage *st, const kp_config *cfg, const char *key,
+                             const kp_model_ops *m, int line, int col, char *err, size_t errlen)
+{
+    int nd, nf, np, other;
+    int di = kp_stage_need_of_kind(st, cfg, KP_ART_DATASET);
+    const kp_stage *ds = di >= 0 ? &cfg->stages[di] : NULL;
+    count_needs(st, cfg, &nd, &nf, &np, &other);
+    int images = ds && ds->ops && strcmp(ds->ops->name, "images") == 0 && np == 0;
+    if (images && !m->fit_images)
+        return kp_errf(err, errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: stages.%s.%s: model '%s' fits a feature matrix, but dataset "
+                       "stage '%s' (type images) holds images: use an image model (cnn)",
+                       cfg->path, line, col, stage_where(st), key, m->name, ds->name);
+    if (!images && !m->fit)
+        return kp_errf(err, errlen, KP_ERR_CONFIG,
+                       "%s:%d:%d: stages.%s.%s: model '%s' fits images, but stage '%s' has a "
+                       "feature matrix to fit on (%s)", cfg->path, line, col, stage_where(st),
+                       key, m->name, st->name,
+                       np > 0 ? "the predictions it stacks" : "use a dataset stage of type images");
+    return 0;
+}
+
 int kp_kfold_check_model(kp_stage *st, const kp_config *cfg, const char *key,
                          const char *name, char *err, size_t errlen)
 {
@@ -590,6 +685,9 @@ int kp_kfold_check_model(kp_stage *st, const kp_config *cfg, const char *key,
                        cfg->path, line, col, stage_where(st), key, defaulted ? "the default " : "",
                        name, kp_task_name(cfg->comp.task),
                        defaulted ? " (set the key to one that does)" : "");
+    int rc = check_model_input(st, cfg, key, m, line, col, err, errlen);
+    if (rc < 0)
+        return rc;
     if (!st->params && !(st->params = kp_params_create()))
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     snprintf(where, sizeof where, "stages.%s.params", stage_where(st));

@@ -6,6 +6,11 @@
  * The held-out rows are also handed to the model as kp_fit_opts.X_valid (for
  * models that early-stop, as is usual on Kaggle; such a model's OOF score is
  * then slightly optimistic).
+ * On an image dataset (images_train set) the model is an image model: it
+ * fits with kp_model_fit_images on the fold's train rows of the one image
+ * tensor (nothing is copied), with the held-out rows as
+ * kp_fit_opts.valid_rows, and predicts the held-out and test images with
+ * kp_model_predict_images (no transform).
  * Part p writes DIR/part<p>.safetensors
  *   oof_index I64 [n_valid]        the held-out train rows, ascending
  *   oof F32 [n_valid, n_out]       their predictions
@@ -15,7 +20,12 @@
  * part (folds hash, shapes, every train row held out exactly once per repeat
  * and in the right fold), averages the OOF over repeats and the test over
  * parts in part order (so the bytes never depend on scheduling), scores each
- * part and the whole OOF, and writes DIR/preds.safetensors.
+ * part and the whole OOF, and writes DIR/preds.safetensors.  For a
+ * multilabel task scored by f1_samples or fbeta_samples the merge also
+ * searches per-label thresholds on the OOF (stages/thresholds.h) and writes
+ * them into the predictions (metadata thresholds, and oof_score_thresholds:
+ * the OOF score with them; the fold scores and oof_score stay at the
+ * competition's common threshold).
  *
  * Also here: the config checks and input loading both stages share.
  */
@@ -34,7 +44,9 @@ typedef struct kp_kfold {
     const kp_model_ops *model;
     const kp_params *params;        /* the model's validated params */
     kp_problem pb;
-    kp_matrix X_train, X_test;      /* same cols */
+    kp_matrix X_train, X_test;      /* same cols; for images only .rows counts */
+    const kp_images *images_train;  /* an image dataset's images, or NULL (tabular) */
+    const kp_images *images_test;   /* X_test.rows images; set with images_train */
     const float *y;                 /* X_train.rows rows in the model.h layout */
     const kp_folds *folds;          /* folds->n == X_train.rows */
     uint64_t seed;                  /* the stage seed */
@@ -71,8 +83,10 @@ int kp_kfold_check_needs(const kp_stage *st, const kp_config *cfg, int min_preds
                          int max_preds, char *err, size_t errlen);
 
 /* Checks that model `name` (from the stage key `key`) is registered (else a
- * suggestion), supports the competition's task, and validates st->params
- * against its keyspec ("stages.NAME.params"). */
+ * suggestion), supports the competition's task, fits what the stage gives it
+ * (images when st's dataset stage is of type images and st stacks no
+ * predictions, else a feature matrix), and validates st->params against its
+ * keyspec ("stages.NAME.params"). */
 int kp_kfold_check_model(kp_stage *st, const kp_config *cfg, const char *key,
                          const char *name, char *err, size_t errlen);
 

@@ -18,8 +18,6 @@
 #include "../lib/csv.h"
 #include "../lib/err.h"
 
-static const char *const default_na[] = {"", "NA", "NaN", "nan", "NULL", "null", "?"};
-
 static const kp_keyspec preprocess_keys[] = {
     {"train", KP_PT_PATH, "", NULL, 0, 0,
      "train CSV to read instead of competition.train (e.g. a command stage's output)"},
@@ -65,21 +63,11 @@ static int read_options(prep *p, const kp_params *o)
     if (kp_params_get_list(o, "drop", &p->drop, &p->n_drop) < 0)
         p->n_drop = 0;
     if (kp_params_get_list(o, "na_values", &p->na, &p->n_na) < 0) {
-        p->na = default_na;
-        p->n_na = (int)(sizeof default_na / sizeof default_na[0]);
+        kp_prep_default_na(p);
+        return 0;
     }
     for (int i = 0; i < p->n_na; i++)
         p->na_first[(unsigned char)p->na[i][0]] = 1;
-    return 0;
-}
-
-/* Finds column name in t, or fails naming the file and what the column is for. */
-static int need_col(prep *p, const kp_csv *t, const char *name, const char *what, long *out)
-{
-    *out = kp_csv_find(t, name);
-    if (*out < 0)
-        return kp_errf(p->err, p->errlen, KP_ERR_NOTFOUND, "%s:1: no %s column '%s'",
-                       kp_csv_name(t), what, name);
     return 0;
 }
 
@@ -90,20 +78,10 @@ static int locate_columns(prep *p)
     if (kp_csv_rows(p->train) == 0)
         return kp_errf(p->err, p->errlen, KP_ERR_FORMAT, "%s: no data rows",
                        kp_csv_name(p->train));
-    if ((rc = need_col(p, p->train, c->id, "id (competition.id)", &p->id_tr)) < 0 ||
-        (rc = need_col(p, p->test, c->id, "id (competition.id)", &p->id_te)) < 0)
+    if ((rc = kp_prep_need_col(p, p->train, c->id, "id (competition.id)", &p->id_tr)) < 0 ||
+        (rc = kp_prep_need_col(p, p->test, c->id, "id (competition.id)", &p->id_te)) < 0)
         return rc;
-    if (!(p->target = calloc((size_t)c->n_targets + 1, sizeof *p->target)))
-        return kp_prep_nomem(p);
-    for (int i = 0; i < c->n_targets; i++)
-        if ((rc = need_col(p, p->train, c->targets[i], "target (competition.target)",
-                           &p->target[i])) < 0)
-            return rc;
-    p->group = -1;
-    if (c->folds.group && *c->folds.group)
-        return need_col(p, p->train, c->folds.group, "group (competition.folds.group)",
-                        &p->group);
-    return 0;
+    return kp_prep_find_targets(p);
 }
 
 /* Returns 1 when train column col is a feature (not id, target, group, dropped). */

@@ -3,7 +3,9 @@
  * One `prep` holds a preprocess run: its options, the two CSVs, the feature
  * plan and the arrays being built.  preprocess.c plans and encodes the
  * features and writes the artifact; preprocess_targets.c has the value
- * helpers and builds the targets and groups.
+ * helpers and builds the targets and groups, which the images stage
+ * (images.c) uses too: it fills only comp, train, the na values, c and the
+ * error buffer, and reads y, classes, groups and pb back.
  */
 #ifndef KP_PREPROCESS_INT_H
 #define KP_PREPROCESS_INT_H
@@ -62,6 +64,17 @@ typedef struct prep {
     char *err;
     size_t errlen;
 } prep;
+
+/* Sets p's na_values to the defaults: "", NA, NaN, nan, NULL, null, ?. */
+void kp_prep_default_na(prep *p);
+
+/* Finds column name in t into *out, or fails naming the file and what the
+ * column is for (`what`). */
+int kp_prep_need_col(prep *p, const kp_csv *t, const char *name, const char *what, long *out);
+
+/* Finds the competition's target columns (p->target, owned by p) and group
+ * column (p->group, -1 without one) in p->train. */
+int kp_prep_find_targets(prep *p);
 
 /* Returns 1 when s is one of the na_values. */
 int kp_prep_is_na(const prep *p, const char *s);

@@ -15,6 +15,16 @@
 
 /* ---- value helpers ---- */
 
+static const char *const default_na[] = {"", "NA", "NaN", "nan", "NULL", "null", "?"};
+
+void kp_prep_default_na(prep *p)
+{
+    p->na = default_na;
+    p->n_na = (int)(sizeof default_na / sizeof default_na[0]);
+    for (int i = 0; i < p->n_na; i++)
+        p->na_first[(unsigned char)p->na[i][0]] = 1;
+}
+
 int kp_prep_is_na(const prep *p, const char *s)
 {
     if (!p->na_first[(unsigned char)s[0]])
@@ -89,6 +99,32 @@ static int run_names(prep *p, const entry *e, size_t n, size_t runs, char ***out
 }
 
 /* ---- targets ---- */
+
+int kp_prep_need_col(prep *p, const kp_csv *t, const char *name, const char *what, long *out)
+{
+    *out = kp_csv_find(t, name);
+    if (*out < 0)
+        return kp_errf(p->err, p->errlen, KP_ERR_NOTFOUND, "%s:1: no %s column '%s'",
+                       kp_csv_name(t), what, name);
+    return 0;
+}
+
+int kp_prep_find_targets(prep *p)
+{
+    const kp_competition *c = p->comp;
+    int rc;
+    if (!(p->target = calloc((size_t)c->n_targets + 1, sizeof *p->target)))
+        return kp_prep_nomem(p);
+    for (int i = 0; i < c->n_targets; i++)
+        if ((rc = kp_prep_need_col(p, p->train, c->targets[i], "target (competition.target)",
+                                   &p->target[i])) < 0)
+            return rc;
+    p->group = -1;
+    if (c->folds.group && *c->folds.group)
+        return kp_prep_need_col(p, p->train, c->folds.group, "group (competition.folds.group)",
+                                &p->group);
+    return 0;
+}
 
 /* Returns target column t's value at row r, failing when it is missing. */
 static int target_value(prep *p, int t, size_t r, int empty_ok, const char **out)

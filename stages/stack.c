@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kfold.h"
+#include "thresholds.h"
 #include "../lib/err.h"
 
 #define PATH_LEN 4096
@@ -451,10 +452,11 @@ static int blend_write(const kp_task_ctx *ctx, const stack_in *in, int method,
                        const float *test, const char *weights, char *err, size_t errlen)
 {
     const kp_folds *f = in->f;
-    char path[PATH_LEN];
-    double oof_score, *scores = malloc((size_t)(f->k * f->repeats) * sizeof *scores);
-    const char *extra[] = {"weights", weights, NULL};
-    int rc = scores ? 0 : kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+    char path[PATH_LEN], num[64] = "";
+    double oof_score, with_thr = 0, *scores = malloc((size_t)(f->k * f->repeats) * sizeof *scores);
+    float *thr = NULL;
+    const char *extra[5] = {NULL};
+    int rc = scores ? 0 : kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory"), ne = 0;
     if (rc == 0)
         rc = kp_kfold_fold_scores(m, o, &in->d->pb, in->d->y, oof, f, scores, err, errlen);
     if (rc == 0)
@@ -462,18 +464,28 @@ static int blend_write(const kp_task_ctx *ctx, const stack_in *in, int method,
                             err, errlen);
     if (rc == 0 && kp_stage_artifact_path(ctx->stage, path, sizeof path) < 0)
         rc = kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", ctx->stage->name);
-    if (rc == 0) {
+    if (rc == 0)
         kp_kfold_log_scores(ctx->log, m->name, scores, f->k, f->repeats, oof_score);
+    if (rc == 0)   /* multilabel F-beta: per-label thresholds (stages/thresholds.h) */
+        rc = kp_thresholds_for_preds(m, o, &in->d->pb, in->d->y, oof, in->d->n_train, ctx->log,
+                                     &thr, &with_thr, err, errlen);
+    snprintf(num, sizeof num, "%.17g", with_thr);
+    if (weights)
+        extra[ne++] = "weights", extra[ne++] = weights;
+    if (thr)
+        extra[ne++] = "oof_score_thresholds", extra[ne++] = num;
+    if (rc == 0) {
         kp_preds_out po = {
             .pb = in->d->pb, .n_train = in->d->n_train, .n_test = in->d->n_test, .oof = oof,
             .test = test, .folds_hash = f->hash, .metric = m->name,
             .model = method_names[method], .stage = ctx->stage->name,
             .classes_json = kp_st_meta(in->d->st, "classes"), .fold_scores = scores,
-            .n_folds = f->k * f->repeats, .oof_score = oof_score,
-            .extra_meta = weights ? extra : NULL,
+            .n_folds = f->k * f->repeats, .oof_score = oof_score, .thresholds = thr,
+            .extra_meta = ne ? extra : NULL,
         };
         rc = kp_preds_write(path, &po, err, errlen);
     }
+    free(thr);
     free(scores);
     return rc;
 }

@@ -15,7 +15,9 @@
  *   binary      P(positive) (auto, proba) or the predicted class label (label)
  *   multiclass  the most probable class label
  *   regression  the value
- *   multilabel  the tags whose probability >= threshold, space-separated
+ *   multilabel  the tags whose probability is above the threshold (p > t, as
+ *               the metrics decide and the per-label thresholds were searched),
+ *               space-separated
  * Numbers are written "%.9g" in the C locale.  The same bytes go to the
  * output path and to DIR/submission.csv, each atomically.
  */
@@ -291,7 +293,7 @@ static int write_tags(FILE *f, const sub *s, const float *p)
     char buf[32];
     int n = 0;
     for (int j = 0; j < s->p->pb.n_out; j++)
-        if (p[j] >= sub_threshold(s, j) &&
+        if (p[j] > sub_threshold(s, j) &&
             fprintf(f, "%s%s", n++ ? " " : "", class_label(s->d, j, buf, sizeof buf)) < 0)
             return KP_ERR_IO;
     return 0;
@@ -306,7 +308,7 @@ static int write_class_cell(FILE *f, const sub *s, const float *p, int k)
         return fprintf(f, "%.9g", v) < 0 ? KP_ERR_IO : 0;
     int on = task == KP_TASK_MULTICLASS ? argmax(p, s->p->pb.n_out) == k
              : task == KP_TASK_BINARY   ? (p[0] >= sub_threshold(s, 0)) == (k == 1)
-                                        : p[k] >= sub_threshold(s, k);
+                                        : p[k] > sub_threshold(s, k);   /* multilabel */
     return fputs(on ? "1" : "0", f) < 0 ? KP_ERR_IO : 0;
 }
 

@@ -8,7 +8,8 @@
  *     params: {C: 1.0}
  *
  * One part task per fold and repeat (see kfold.h), then a merge writing
- * DIR/preds.safetensors.
+ * DIR/preds.safetensors.  On a dataset of type images the model is an image
+ * model (cnn) fitted on the images.
  */
 #include <stdlib.h>
 #include "kfold.h"
@@ -57,6 +58,10 @@ static int train_run(const kp_task_ctx *ctx, char *err, size_t errlen)
     kf.pb = d->pb;
     kf.X_train = (kp_matrix){d->X_train, d->n_train, d->n_feat};
     kf.X_test = (kp_matrix){d->X_test, d->n_test, d->n_feat};
+    if (d->images_train.data) {   /* an images dataset: image models fit the images */
+        kf.images_train = &d->images_train;
+        kf.images_test = &d->images_test;
+    }
     kf.y = d->y;
     kf.folds = f;
     if ((rc = kp_kfold_metric(ctx->cfg, &kf.pb, &kf.metric, &kf.mopts, err, errlen)) < 0)

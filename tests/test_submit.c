@@ -166,6 +166,17 @@ static void test_submit_multilabel_tags_use_the_thresholds(void **state)
     expect_file(&c, "id,tags\na,cloudy road\nb,\n");    /* the competition's 0.5 */
 }
 
+static void test_submit_multilabel_tags_need_a_probability_above_the_threshold(void **state)
+{
+    (void)state;
+    /* thresholds are searched for the metrics' decision p > t: a tie is no tag */
+    static const float p[] = {0.25f, 0.5f, 0.75f};
+    static const float th[] = {0.25f, 0.49f, 0.75f};
+    scase c = {KP_TASK_MULTILABEL, 3, "[\"cloudy\",\"haze\",\"road\"]", "tags", NULL,
+               "id,tags\na,\n", 1, abc, p, th};
+    expect_file(&c, "id,tags\na,haze\n");
+}
+
 static void test_submit_regression_writes_nine_significant_digits(void **state)
 {
     (void)state;
@@ -291,6 +302,7 @@ KP_TEST_GROUP(submit)
         cmocka_unit_test(test_submit_multiclass_class_columns_get_probabilities),
         cmocka_unit_test(test_submit_multiclass_target_column_gets_the_most_probable_label),
         cmocka_unit_test(test_submit_multilabel_tags_use_the_thresholds),
+        cmocka_unit_test(test_submit_multilabel_tags_need_a_probability_above_the_threshold),
         cmocka_unit_test(test_submit_regression_writes_nine_significant_digits),
         cmocka_unit_test(test_submit_sample_id_not_in_test_names_file_line_and_id),
         cmocka_unit_test(test_submit_test_id_missing_from_sample_is_named),

@@ -379,8 +379,8 @@ static const struct {
     {"binary", "  lr: {type: train, needs: [prep], model: logistic}\n",
      "stages.lr.needs: train stage 'lr' needs exactly one folds stage (type folds), found 0"},
     {"binary", "  lr: {type: train, needs: [folds], model: logistic}\n",
-     "stages.lr.needs: train stage 'lr' needs exactly one dataset stage (type preprocess), "
-     "found 0"},
+     "stages.lr.needs: train stage 'lr' needs exactly one dataset stage (type preprocess or "
+     "images), found 0"},
     {"binary", "  lr: {type: train, needs: [prep, folds], model: logisitc}\n",
      "stages.lr.model: unknown model 'logisitc' (did you mean 'logistic'?)"},
     {"multiclass", "  lr: {type: train, needs: [prep, folds], model: ridge}\n",
