@@ -3,7 +3,8 @@
 #include "stage.h"
 
 extern const kp_stage_ops kp_stage_preprocess, kp_stage_folds, kp_stage_train,
-    kp_stage_stack, kp_stage_submit, kp_stage_command;
+    kp_stage_stack, kp_stage_submit, kp_stage_command, kp_stage_images;
+extern const kp_stage_ops kp_stage_tta;
 
 static const kp_stage_ops *const registry[] = {
     &kp_stage_preprocess,
@@ -12,6 +13,8 @@ static const kp_stage_ops *const registry[] = {
     &kp_stage_stack,
     &kp_stage_submit,
     &kp_stage_command,
+    &kp_stage_images,
+    &kp_stage_tta,
 };
 
 #define N_STAGE_TYPES ((int)(sizeof registry / sizeof registry[0]))
