@@ -22,9 +22,11 @@ static char *demo_tree(void)
     assert_non_null(dir);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s/submissions' && cp -r '%s/configs' '%s/data' '%s/' && "
-             "rm -rf '%s/configs/runs'",
-             dir, kp_test_root(), kp_test_root(), dir, dir);
+             "mkdir -p '%s/submissions' && cp -r '%s/configs' '%s/' && mkdir '%s/data' && "
+             "cp -r '%s'/data/demo '%s'/data/titanic '%s'/data/wine '%s'/data/diabetes "
+             "'%s/data/' && rm -rf '%s/configs/runs'",
+             dir, kp_test_root(), dir, dir, kp_test_root(), kp_test_root(), kp_test_root(),
+             kp_test_root(), dir, dir);
     assert_int_equal(kp_test_sh(cmd, NULL), 0);
     return dir;
 }
@@ -422,6 +424,10 @@ static void test_every_example_config_runs_to_a_submission(void **state)
         {"titanic", "data/titanic/sample_submission.csv", "submissions/titanic.csv"},
         {"wine", "data/wine/sample_submission.csv", "submissions/wine.csv"},
         {"diabetes", "data/diabetes/sample_submission.csv", "submissions/diabetes.csv"},
+        {"fashion-mnist", "data/fashion-mnist/sample_submission.csv",
+         "submissions/fashion-mnist.csv"},
+        {"fmnist-multilabel", "data/fmnist-multilabel/sample_submission.csv",
+         "submissions/fmnist-multilabel.csv"},
     };
     char *dir = demo_tree(), cmd[4096], *listing = NULL;
     /* every config but demo.yaml (tested above) is in the table */
@@ -433,6 +439,15 @@ static void test_every_example_config_runs_to_a_submission(void **state)
      * their train sets, so that the test (and the ASan run) stays quick */
     snprintf(cmd, sizeof cmd, "cd '%s/data' && for d in titanic diabetes; do "
              "head -n 301 $d/train.csv > $d/t && mv $d/t $d/train.csv; done", dir);
+    assert_int_equal(kp_test_sh(cmd, NULL), 0);
+    /* the image configs: their data made by their scripts from Debian's
+     * dataset-fashion-mnist, 300 train images, one epoch */
+    snprintf(cmd, sizeof cmd, "cd '%s' && python3 configs/fmnist_to_kaggle.py --out "
+             "data/fashion-mnist --train-limit 300 --test-limit 60 >/dev/null && "
+             "python3 configs/multilabel_from_fmnist.py --out data/fmnist-multilabel "
+             "--n-train 300 --n-test 60 >/dev/null && "
+             "sed -i 's/epochs: [0-9]*/epochs: 1/' configs/fashion-mnist.yaml "
+             "configs/fmnist-multilabel.yaml", dir);
     assert_int_equal(kp_test_sh(cmd, NULL), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[256], *out = NULL;
