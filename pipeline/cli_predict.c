@@ -133,6 +133,24 @@ static int write_output(const char *out, const kp_dataset *d, const kp_strings *
 }
 
 /* Loads, predicts, writes; 0 or a negative status with err filled. */
+/* Predicts the rows X of d (its images for an image model) into p. */
+static int predict_rows(const kp_model *m, const kp_dataset *d, const kp_matrix *X,
+                        int train_rows, float *p, char *err, size_t errlen)
+{
+    const kp_images *img = train_rows ? &d->images_train : &d->images_test;
+    if (!kp_model_ops_of(m)->predict_images || !img->data)
+        return kp_model_predict(m, X, p, kp_thread_budget(), err, errlen);
+    int64_t *rows = malloc(sizeof *rows * (size_t)(X->rows + 1));
+    if (!rows)
+        return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < X->rows; i++)
+        rows[i] = i;
+    int rc = kp_model_predict_images(m, img, rows, X->rows, 0, p, kp_thread_budget(), err,
+                                     errlen);
+    free(rows);
+    return rc;
+}
+
 static int predict(const char *ckpt, const char *data, const predict_args *a, char *err,
                    size_t errlen)
 {
@@ -153,7 +171,7 @@ static int predict(const char *ckpt, const char *data, const predict_args *a, ch
         rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
         goto done;
     }
-    rc = kp_model_predict(m, &X, p, kp_thread_budget(), err, errlen);
+    rc = predict_rows(m, d, &X, a->train_rows, p, err, errlen);
     if (rc < 0) {
         kp_err_prefix(err, errlen, rc, data);
         goto done;

@@ -462,6 +462,13 @@ static void test_every_example_config_runs_to_a_submission(void **state)
         assert_same_ids_and_header(sample, sub);
         free(sample); free(sub); free(out);
     }
+    /* a cnn checkpoint predicts the images of its dataset through `kpipe predict` */
+    char *pred = NULL;
+    assert_int_equal(kpipe(dir, "predict configs/runs/fashion-mnist/vgg/model_part0.safetensors "
+                           "configs/runs/fashion-mnist/images/dataset.safetensors", &pred), 0);
+    assert_int_equal(count_lines(pred), 60 + 1);
+    assert_non_null(strstr(pred, "te00060,"));
+    free(pred);
     free(dir);
 }
 
