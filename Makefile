@@ -65,7 +65,7 @@ test: deps
 	KPIPE_BIN=$(CURDIR)/$(BUILD)/kpipe KPIPE_ROOT=$(CURDIR) ./$(BUILD)/kpipe_tests $(T)
 
 asan:
-	@$(MAKE) --no-print-directory test BUILD=build-asan OPT='-O1 -g -fno-omit-frame-pointer' \
+	@$(MAKE) --no-print-directory test BUILD=build-asan OPT='-O2 -g -fno-omit-frame-pointer' \
 	    SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined'
 
 demo: deps
