@@ -41,14 +41,55 @@ static int train_outputs(const kp_stage *st, const kp_config *cfg, int part, kp_
     return kp_kfold_outputs(st, part, out);
 }
 
+/* Calls fn(path, data) for every path-typed model param of st, resolved
+ * against the config's folder (the model opens them, e.g. cnn's `init`). */
+static int each_model_path(const kp_stage *st, const kp_config *cfg,
+                           int (*fn)(const char *key, const char *path, void *data), void *data)
+{
+    const kp_model_ops *m = kp_model_find(kp_params_str(st->opts, "model", ""));
+    char path[4096];
+    for (const kp_keyspec *k = m ? m->params : NULL; k && k->name; k++) {
+        const char *v = k->type == KP_PT_PATH ? kp_params_get(st->params, k->name) : NULL;
+        int rc = 0;
+        if (v && *v && (rc = kp_config_path(cfg, v, path, sizeof path)) == 0)
+            rc = fn(k->name, path, data);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int list_path(const char *key, const char *path, void *data)
+{
+    (void)key;
+    return kp_buf_printf(data, "%s\n", path);
+}
+
+static int set_path(const char *key, const char *path, void *data)
+{
+    return kp_params_set(data, key, path, 0, 0);
+}
+
+/* A model's files (e.g. cnn's `init` weights) are the stage's inputs: a
+ * changed file reruns it. */
+static int train_inputs(const kp_stage *st, const kp_config *cfg, kp_buf *out)
+{
+    return each_model_path(st, cfg, list_path, out);
+}
+
 static int train_run(const kp_task_ctx *ctx, char *err, size_t errlen)
 {
     kp_dataset *d = NULL;
     kp_folds *f = NULL;
     const kp_stage *st = ctx->stage;
     const char *name = kp_params_str(st->opts, "model", "");
+    kp_params *params = kp_params_clone(st->params);   /* model paths resolved */
+    if (!params || each_model_path(st, ctx->cfg, set_path, params) < 0) {
+        kp_params_free(params);
+        return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory resolving model paths");
+    }
     kp_kfold kf = {
-        .stage = st, .model = kp_model_find(name), .params = st->params,
+        .stage = st, .model = kp_model_find(name), .params = params,
         .seed = (uint64_t)kp_params_int(st->opts, "seed", 0), .threads = ctx->threads,
         .log = ctx->log,
     };
@@ -73,6 +114,7 @@ static int train_run(const kp_task_ctx *ctx, char *err, size_t errlen)
 fail:
     kp_dataset_close(d);
     kp_folds_close(f);
+    kp_params_free(params);
     return rc;
 }
 
@@ -84,5 +126,6 @@ const kp_stage_ops kp_stage_train = {
     .check = train_check,
     .n_parts = train_n_parts,
     .outputs = train_outputs,
+    .inputs = train_inputs,
     .run = train_run,
 };

@@ -408,10 +408,37 @@ static void test_train_check_rejects_bad_stages_with_their_place(void **state)
     }
 }
 
+/* A model's path param (cnn's init) resolves against the config's folder and
+ * is an input of the stage, so a changed weights file reruns it. */
+static void test_train_lists_model_files_as_inputs_resolved_to_the_config(void **state)
+{
+    (void)state;
+    char *dir = kp_test_tmpdir();
+    kp_config *cfg = fx_config(dir,
+        "competition: {train: train.csv, test: test.csv, sample_submission: sample.csv,\n"
+        "  id: id, target: y, task: binary, metric: auc}\n"
+        "stages:\n"
+        "  imgs: {type: images, train_dir: img, test_dir: img}\n"
+        "  folds: {type: folds, needs: [imgs]}\n"
+        "  cnn: {type: train, needs: [imgs, folds], model: cnn,\n"
+        "        params: {init: w/start.safetensors, epochs: 1}}\n");
+    const kp_stage *st = fx_stage(cfg, "cnn");
+    kp_buf in = {0};
+    assert_int_equal(st->ops->inputs(st, cfg, &in), 0);
+    char want[4200];
+    snprintf(want, sizeof want, "%s/w/start.safetensors\n", dir);
+    assert_non_null(in.data);
+    assert_string_equal(in.data, want);
+    kp_buf_free(&in);
+    kp_config_free(cfg);
+    free(dir);
+}
+
 KP_TEST_GROUP(train)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_train_parts_hold_out_every_row_exactly_once),
+        cmocka_unit_test(test_train_lists_model_files_as_inputs_resolved_to_the_config),
         cmocka_unit_test(test_train_oof_comes_from_parts_and_test_is_their_mean),
         cmocka_unit_test(test_train_same_seed_gives_identical_bytes),
         cmocka_unit_test(test_train_thread_count_does_not_change_the_bytes),
