@@ -213,6 +213,26 @@ static int read_settings(const kp_params *p, kp_cnn_settings *s, char *err, size
     return 0;
 }
 
+/* At config load: the arch blocks and the augment list, named by their place. */
+static int cnn_check(const kp_params *p, const char *file, const char *where, char *err,
+                     size_t errlen)
+{
+    const char *const *blocks;
+    int n = 0, line = 0, col = 0;
+    kp_augment aug;
+    char at[1024], msg[KP_ERRLEN];
+    if (kp_params_get_list(p, "arch", &blocks, &n) == 0 && n > 0) {
+        kp_params_where(p, "arch", &line, &col);
+        snprintf(at, sizeof at, "%s.arch", where);
+        if (n > KP_CNN_MAX_BLOCKS)
+            return kp_errf(err, errlen, KP_ERR_CONFIG, "%s:%d:%d: %s: more than %d blocks",
+                           file, line, col, at, KP_CNN_MAX_BLOCKS);
+        if (kp_nn_arch_check(blocks, n, at, msg, sizeof msg) < 0)
+            return kp_errf(err, errlen, KP_ERR_CONFIG, "%s:%d:%d: %s", file, line, col, msg);
+    }
+    return kp_augment_from_params(p, "augment", file, where, &aug, err, errlen);
+}
+
 /* ---- the model ops ---- */
 
 /* A model for X's images and pb, with the settings' arch (copied). */
@@ -321,4 +341,5 @@ const kp_model_ops kp_model_cnn = {
     .free = kp_cnn_free,
     .fit_images = cnn_fit_images,
     .predict_images = cnn_predict_images,
+    .check = cnn_check,
 };

@@ -96,6 +96,10 @@ typedef struct kp_model_ops {
     int (*predict_images)(const void *model, const kp_images *X, const int64_t *rows,
                           int64_t n, int d4, float *out, int threads, char *err,
                           size_t errlen);
+    /* Optional: checks what the keyspec cannot (e.g. cnn's block grammar) on
+     * validated params at config load; errors read "FILE:LINE:COL: WHERE.KEY...". */
+    int (*check)(const kp_params *params, const char *file, const char *where, char *err,
+                 size_t errlen);
 } kp_model_ops;
 
 /* A fitted model of any type. */

@@ -691,7 +691,10 @@ int kp_kfold_check_model(kp_stage *st, const kp_config *cfg, const char *key,
     if (!st->params && !(st->params = kp_params_create()))
         return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     snprintf(where, sizeof where, "stages.%s.params", stage_where(st));
-    return kp_params_validate(st->params, m->params, cfg->path, where, err, errlen);
+    rc = kp_params_validate(st->params, m->params, cfg->path, where, err, errlen);
+    if (rc == 0 && m->check)
+        rc = m->check(st->params, cfg->path, where, err, errlen);
+    return rc;
 }
 
 /* ---- inputs at run time ---- */

@@ -434,11 +434,43 @@ static void test_train_lists_model_files_as_inputs_resolved_to_the_config(void *
     free(dir);
 }
 
+/* A model's own checks run at config load: cnn's blocks and augmentations
+ * are named by file, line, column and list index before anything runs. */
+static void test_train_checks_cnn_blocks_and_augment_at_config_load(void **state)
+{
+    (void)state;
+    static const struct { const char *params, *msg; } cases[] = {
+        {"{arch: [cbr 8, cbrr 8]}",
+         "kp.yaml:6:71: stages.cnn.params.arch[1]: unknown block 'cbrr' (did you mean 'cbr'?)"},
+        {"{augment: [hlfip]}",
+         "kp.yaml:6:74: stages.cnn.params.augment[0]: unknown augmentation 'hlfip' "
+         "(did you mean 'hflip'?)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = kp_test_tmpdir(), yaml[1024], err[KP_ERRLEN] = "";
+        snprintf(yaml, sizeof yaml,
+                 "competition: {train: train.csv, test: test.csv, sample_submission: sample.csv,\n"
+                 "  id: id, target: y, task: binary, metric: auc}\n"
+                 "stages:\n"
+                 "  imgs: {type: images, train_dir: img, test_dir: img}\n"
+                 "  folds: {type: folds, needs: [imgs]}\n"
+                 "  cnn: {type: train, needs: [imgs, folds], model: cnn, params: %s}\n",
+                 cases[i].params);
+        kp_config *cfg = NULL;
+        assert_int_equal(fx_load(dir, yaml, &cfg, err, sizeof err), KP_ERR_CONFIG);
+        assert_null(cfg);
+        if (!strstr(err, cases[i].msg))
+            fail_msg("got: %s", err);
+        free(dir);
+    }
+}
+
 KP_TEST_GROUP(train)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_train_parts_hold_out_every_row_exactly_once),
         cmocka_unit_test(test_train_lists_model_files_as_inputs_resolved_to_the_config),
+        cmocka_unit_test(test_train_checks_cnn_blocks_and_augment_at_config_load),
         cmocka_unit_test(test_train_oof_comes_from_parts_and_test_is_their_mean),
         cmocka_unit_test(test_train_same_seed_gives_identical_bytes),
         cmocka_unit_test(test_train_thread_count_does_not_change_the_bytes),
