@@ -210,9 +210,8 @@ static void quadrant_images(uint8_t *img, float *y, int n, uint64_t seed)
     }
 }
 
-/* Fits a small cnn on the quadrant problem; caller frees with ops->free. */
-static void *fit_quadrants(int threads, const char *epochs, kp_images *X, int64_t *rows,
-                           const float *y)
+/* The validated params of a small cnn trained for `epochs`; caller frees. */
+static kp_params *small_cnn_params(const char *epochs)
 {
     char err[KP_ERRLEN];
     kp_params *p = kp_params_create();
@@ -223,6 +222,15 @@ static void *fit_quadrants(int threads, const char *epochs, kp_images *X, int64_
     kp_params_set(p, "lr", "0.01", 0, 0);
     assert_int_equal(kp_params_validate(p, kp_model_cnn.params, "t.yaml", "params", err,
                                         sizeof err), 0);
+    return p;
+}
+
+/* Fits a small cnn on the quadrant problem; caller frees with ops->free. */
+static void *fit_quadrants(int threads, const char *epochs, kp_images *X, int64_t *rows,
+                           const float *y)
+{
+    char err[KP_ERRLEN];
+    kp_params *p = small_cnn_params(epochs);
     kp_problem pb = {KP_TASK_MULTICLASS, 4};
     kp_fit_opts o = {.seed = 11, .threads = threads};
     void *m = NULL;
@@ -369,14 +377,7 @@ static void test_cnn_multilabel_learns_each_label_and_logs_the_share_right(void 
     char err[KP_ERRLEN], *logtext = NULL;
     size_t loglen = 0;
     FILE *log = open_memstream(&logtext, &loglen);
-    kp_params *p = kp_params_create();
-    const char *arch[] = {"cbr 8", "maxpool", "cbr 16", "gap"};
-    kp_params_set_list(p, "arch", arch, 4, 0, 0);
-    kp_params_set(p, "epochs", "12", 0, 0);
-    kp_params_set(p, "batch", "16", 0, 0);
-    kp_params_set(p, "lr", "0.01", 0, 0);
-    assert_int_equal(kp_params_validate(p, kp_model_cnn.params, "t.yaml", "params", err,
-                                        sizeof err), 0);
+    kp_params *p = small_cnn_params("12");
     kp_problem pb = {KP_TASK_MULTILABEL, 2};
     kp_fit_opts o = {.seed = 1, .threads = 2, .log = log, .valid_rows = rows,
                      .n_valid = N_IMG, .y_valid = y};
