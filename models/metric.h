@@ -19,6 +19,8 @@ typedef struct kp_metric_opts {
     double beta;        /* F-beta's beta (default 1) */
     double threshold;   /* probability threshold for label metrics (default 0.5) */
     const float *thresholds; /* per-output thresholds (multilabel) or NULL */
+    double empty_score; /* dice/iou of an image whose true and predicted masks are
+                           both empty (default 1, as Kaggle's Dice is defined) */
 } kp_metric_opts;
 
 typedef struct kp_metric_ops {

@@ -19,7 +19,33 @@ struct kp_model {
 static const char *const task_names[KP_TASK_COUNT] = {
     [KP_TASK_BINARY] = "binary", [KP_TASK_MULTICLASS] = "multiclass",
     [KP_TASK_REGRESSION] = "regression", [KP_TASK_MULTILABEL] = "multilabel",
+    [KP_TASK_SEGMENTATION] = "segmentation",
 };
+
+int kp_mask_shape_parse(const char *s, int *c, int *h, int *w)
+{
+    int n = 0;
+    long v[3];
+    for (int i = 0; i < 3; i++) {
+        char *end;
+        if (*s < '0' || *s > '9')
+            return KP_ERR_ARG;
+        v[i] = strtol(s, &end, 10);
+        if (v[i] < 1 || v[i] > 65536 || (i < 2 && *end != 'x') || (i == 2 && *end))
+            return KP_ERR_ARG;
+        s = end + (i < 2);
+        n++;
+    }
+    *c = (int)v[0], *h = (int)v[1], *w = (int)v[2];
+    return n == 3 ? 0 : KP_ERR_ARG;
+}
+
+int kp_problem_y_width(const kp_problem *pb)
+{
+    if (pb->task == KP_TASK_MULTILABEL)
+        return pb->n_out;
+    return pb->task == KP_TASK_SEGMENTATION ? pb->mask_h * pb->mask_w : 1;
+}
 
 int kp_task_parse(const char *s, kp_task_kind *out)
 {
@@ -59,6 +85,11 @@ static int check_problem(const kp_model_ops *ops, const kp_problem *pb, char *er
         return kp_errf(err, errlen, KP_ERR_ARG, "task '%s' is not supported (only %s)", task,
                        task_list(ops->tasks, list, sizeof list));
     int one = pb->task == KP_TASK_BINARY || pb->task == KP_TASK_REGRESSION;
+    int seg = pb->task == KP_TASK_SEGMENTATION;
+    if (seg && (pb->mask_c < 1 || pb->mask_h < 1 || pb->mask_w < 1 ||
+                (int64_t)pb->mask_c * pb->mask_h * pb->mask_w != pb->n_out))
+        return kp_errf(err, errlen, KP_ERR_ARG, "segmentation maps of %dx%dx%d cannot have %d "
+                       "outputs", pb->mask_c, pb->mask_h, pb->mask_w, pb->n_out);
     if ((one && pb->n_out != 1) || (pb->task == KP_TASK_MULTICLASS && pb->n_out < 2) ||
         pb->n_out < 1)
         return kp_errf(err, errlen, KP_ERR_ARG, "task '%s' cannot have %d outputs", task,
@@ -96,16 +127,24 @@ static int check_matrix(const kp_model_ops *ops, const kp_matrix *X, char *err, 
 static int check_targets(const kp_problem *pb, const float *y, int64_t rows,
                          char *err, size_t errlen)
 {
-    int64_t n = pb->task == KP_TASK_MULTILABEL ? rows * pb->n_out : rows;
+    int64_t width = kp_problem_y_width(pb), n = rows * width;
     for (int64_t i = 0; i < n; i++) {
         float v = y[i];
         int ok = isfinite(v);
-        if (pb->task == KP_TASK_BINARY || pb->task == KP_TASK_MULTILABEL)
+        if (pb->task == KP_TASK_BINARY || pb->task == KP_TASK_MULTILABEL ||
+            (pb->task == KP_TASK_SEGMENTATION && pb->mask_c == 1))
             ok = v == 0 || v == 1;
+        else if (pb->task == KP_TASK_SEGMENTATION)
+            ok = v >= 0 && v < pb->mask_c && v == floorf(v);
         else if (pb->task == KP_TASK_MULTICLASS)
             ok = v >= 0 && v < pb->n_out && v == floorf(v);
         if (ok)
             continue;
+        if (pb->task == KP_TASK_SEGMENTATION)
+            return kp_errf(err, errlen, KP_ERR_ARG, "mask %lld, pixel (%lld, %lld) = %g is not "
+                           "%s", (long long)(i / width), (long long)(i % width % pb->mask_w),
+                           (long long)(i % width / pb->mask_w), v,
+                           pb->mask_c == 1 ? "0 or 1" : "a class index");
         if (pb->task == KP_TASK_MULTILABEL)
             return kp_errf(err, errlen, KP_ERR_ARG, "y[%lld, %lld] = %g is not 0 or 1",
                            (long long)(i / pb->n_out), (long long)(i % pb->n_out), v);
@@ -271,14 +310,16 @@ int kp_model_predict_images(const kp_model *m, const kp_images *X, const int64_t
 
 int kp_model_save(const kp_model *m, const char *path, char *err, size_t errlen)
 {
-    char n_out[32];
+    char n_out[32], mask[64];
     snprintf(n_out, sizeof n_out, "%d", m->pb.n_out);
+    snprintf(mask, sizeof mask, "%dx%dx%d", m->pb.mask_c, m->pb.mask_h, m->pb.mask_w);
     kp_stw *w = kp_stw_create();
     int rc = KP_ERR_NOMEM;
     if (!w || kp_stw_meta(w, "kpipe.model", m->ops->name) < 0 ||
         kp_stw_meta(w, "kpipe.task", kp_task_name(m->pb.task)) < 0 ||
         kp_stw_meta(w, "kpipe.n_out", n_out) < 0 ||
-        kp_stw_meta(w, "kpipe.format", KP_MODEL_FORMAT) < 0) {
+        kp_stw_meta(w, "kpipe.format", KP_MODEL_FORMAT) < 0 ||
+        (m->pb.task == KP_TASK_SEGMENTATION && kp_stw_meta(w, "kpipe.mask", mask) < 0)) {
         kp_errf(err, errlen, rc, "%s: out of memory building the checkpoint", path);
         goto fail;
     }
@@ -321,6 +362,11 @@ static int read_header(const kp_st *st, const kp_model_ops *expect, const kp_mod
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: kpipe.n_out '%s' is not a positive count",
                        path, n_out ? n_out : "(missing)");
     pb->n_out = (int)v;
+    const char *mask = kp_st_meta(st, "kpipe.mask");
+    if (pb->task == KP_TASK_SEGMENTATION &&
+        (!mask || kp_mask_shape_parse(mask, &pb->mask_c, &pb->mask_h, &pb->mask_w) < 0))
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: kpipe.mask '%s' is not CxHxW", path,
+                       mask ? mask : "(missing)");
     if (check_problem(*ops, pb, err, errlen) < 0) {
         kp_err_prefix(err, errlen, KP_ERR_FORMAT, name);
         return kp_err_prefix(err, errlen, KP_ERR_FORMAT, path);

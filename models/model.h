@@ -6,6 +6,10 @@
  *   multiclass  n_out = n_classes, P(class)  y[i] = class index
  *   regression  n_out = 1, the value         y[i] = target
  *   multilabel  n_out = n_labels, P(label)   y[i * n_out + j] in {0, 1}
+ *   segmentation n_out = mask_c * mask_h * mask_w: a CHW probability map per
+ *               image (mask_c 1: P(pixel in the mask), sigmoid; mask_c >= 2:
+ *               P(pixel of class c), softmax, class 0 the background);
+ *               y[i * mask_h * mask_w + p] = pixel p's mask value (0/1 or class)
  * Adding a model is one file defining a kp_model_ops and one line in
  * models/registry.c.  Checkpoints are safetensors files whose metadata holds
  * "kpipe.model" (the model name), "kpipe.task" and "kpipe.n_out"; loading
@@ -22,7 +26,7 @@
 
 typedef enum kp_task_kind {
     KP_TASK_BINARY, KP_TASK_MULTICLASS, KP_TASK_REGRESSION, KP_TASK_MULTILABEL,
-    KP_TASK_COUNT
+    KP_TASK_SEGMENTATION, KP_TASK_COUNT
 } kp_task_kind;
 
 #define KP_TASK_BIT(t) (1u << (t))
@@ -30,7 +34,14 @@ typedef enum kp_task_kind {
 typedef struct kp_problem {
     kp_task_kind task;
     int n_out;          /* outputs per row, see above */
+    int mask_c, mask_h, mask_w;   /* segmentation: map channels and size (else 0) */
 } kp_problem;
+
+/* Returns the target values per row: 1, n_out (multilabel) or mask_h * mask_w. */
+int kp_problem_y_width(const kp_problem *pb);
+
+/* Parses a map shape "CxHxW" (each in 1..65536); 0 or KP_ERR_ARG. */
+int kp_mask_shape_parse(const char *s, int *c, int *h, int *w);
 
 /* A dense row-major matrix; data borrowed. */
 typedef struct kp_matrix {

@@ -20,11 +20,16 @@ static const kp_keyspec comp_keys[] = {
     {"test", KP_PT_PATH, NULL, NULL, 0, 0, "test CSV"},
     {"sample_submission", KP_PT_PATH, "", NULL, 0, 0, "sample submission CSV"},
     {"id", KP_PT_STRING, NULL, NULL, 0, 0, "id column"},
-    {"target", KP_PT_LIST, NULL, NULL, 0, 0, "target column, or a list of them"},
-    {"task", KP_PT_ENUM, NULL, "binary|multiclass|regression|multilabel", 0, 0, "task kind"},
+    {"target", KP_PT_LIST, "", NULL, 0, 0,
+     "target column, or a list of them (segmentation: the train CSV's RLE column, or none "
+     "when the masks are PNG files)"},
+    {"task", KP_PT_ENUM, NULL, "binary|multiclass|regression|multilabel|segmentation", 0, 0,
+     "task kind"},
     {"metric", KP_PT_STRING, NULL, NULL, 0, 0, "competition metric"},
     {"beta", KP_PT_FLOAT, "1", NULL, 1e-6, 1e6, "beta of fbeta metrics"},
     {"threshold", KP_PT_FLOAT, "0.5", NULL, 0, 1, "probability threshold of label metrics"},
+    {"empty_score", KP_PT_FLOAT, "1", NULL, 0, 1,
+     "dice/iou of an image whose true and predicted masks are both empty"},
     {NULL, 0, NULL, NULL, 0, 0, NULL}
 };
 
@@ -242,6 +247,9 @@ static int comp_targets(kp_cfgctx *c, const kp_params *p, kp_competition *comp)
     int n, line, col;
     kp_params_get_list(p, "target", &items, &n);
     kp_params_where(p, "target", &line, &col);
+    const char *task = kp_params_get(p, "task");
+    if ((n == 0 || !*items[0]) && task && strcmp(task, "segmentation") == 0)
+        return 0;
     if (n == 0 || !*items[0])
         return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
                        "%s:%d:%d: competition.target: name at least one column", c->file, line, col);
@@ -343,6 +351,7 @@ static int load_competition(kp_cfgctx *c, const yaml_node_t *key, const yaml_nod
     }
     comp->beta = kp_params_double(p, "beta", 1);
     comp->threshold = kp_params_double(p, "threshold", 0.5);
+    comp->empty_score = kp_params_double(p, "empty_score", 1);
     if ((rc = comp_metric(c, p, comp)))
         goto fail;
     rc = comp_folds(c, kp_cy_get(c, node, "folds", NULL), comp);
@@ -488,6 +497,8 @@ int kp_config_competition_canonical(const kp_config *c, kp_buf *out)
      * hashed by content, so moving a checkout keeps its cache. */
     bad = bad || kp_buf_printf(out, "]\ntask=%s\nthreshold=%.17g\n",
                                kp_task_name(m->task), m->threshold);
+    if (m->task == KP_TASK_SEGMENTATION)
+        bad = bad || kp_buf_printf(out, "empty_score=%.17g\n", m->empty_score);
     return bad ? KP_ERR_NOMEM : 0;
 }
 

@@ -48,6 +48,7 @@ typedef struct kp_competition {
     kp_task_kind task;
     char *metric;
     double beta, threshold;                   /* metric options (beta: 1, threshold: 0.5) */
+    double empty_score;                       /* dice/iou of an empty-empty image (1) */
     struct {
         int k, repeats;
         kp_fold_kind kind;

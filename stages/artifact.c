@@ -237,10 +237,11 @@ static void meta_str(kp_stw *w, const char *key, const char *v, int *rc)
 static int check_problem(const kp_st *st, const kp_problem *pb, int n_classes, char *err,
                          size_t errlen)
 {
+    int seg = pb->task == KP_TASK_SEGMENTATION;
     int want_out = pb->task == KP_TASK_BINARY || pb->task == KP_TASK_REGRESSION ? 1
-                   : n_classes;
+                   : seg ? pb->n_out : n_classes;
     int want_classes = pb->task == KP_TASK_BINARY ? 2
-                       : pb->task == KP_TASK_REGRESSION ? 0 : pb->n_out;
+                       : pb->task == KP_TASK_REGRESSION ? 0 : seg ? pb->mask_c : pb->n_out;
     int min_out = pb->task == KP_TASK_MULTICLASS ? 2 : 1;
     if (n_classes >= 0 && n_classes != want_classes)
         return kp_errf(err, errlen, KP_ERR_MISMATCH,
@@ -263,7 +264,17 @@ static int read_problem(const kp_st *st, kp_problem *pb, char *err, size_t errle
     if (kp_task_parse(task, &pb->task) < 0)
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: unknown task '%s' in metadata",
                        kp_st_path(st), task);
-    return meta_int(st, "n_out", 1, 1 << 24, &pb->n_out, err, errlen);
+    int rc = meta_int(st, "n_out", 1, INT32_MAX, &pb->n_out, err, errlen);
+    if (rc < 0 || pb->task != KP_TASK_SEGMENTATION)
+        return rc;
+    const char *mask = meta_req(st, "mask_size", err, errlen);
+    if (!mask)
+        return KP_ERR_FORMAT;
+    if (kp_mask_shape_parse(mask, &pb->mask_c, &pb->mask_h, &pb->mask_w) < 0 ||
+        (int64_t)pb->mask_c * pb->mask_h * pb->mask_w != pb->n_out)
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: mask_size '%s' is not CxHxW of n_out "
+                       "%d values", kp_st_path(st), mask, pb->n_out);
+    return 0;
 }
 
 /* ---- ids ---- */
@@ -408,6 +419,33 @@ static int dataset_features(kp_dataset *d, char *err, size_t errlen)
     return 0;
 }
 
+/* Segmentation: the images are the masks' size, and train_sizes / test_sizes
+ * give each image's original width and height. */
+static int dataset_sizes(kp_dataset *d, char *err, size_t errlen)
+{
+    const kp_st *st = d->st;
+    int64_t st_shape[2] = {d->n_train, 2}, se_shape[2] = {d->n_test, 2};
+    if (!d->images_train.data || d->images_train.height != d->pb.mask_h ||
+        d->images_train.width != d->pb.mask_w)
+        return kp_errf(err, errlen, KP_ERR_MISMATCH, "%s: segmentation masks of %dx%d need "
+                       "images of that size", kp_st_path(st), d->pb.mask_w, d->pb.mask_h);
+    const kp_tensor *a = kp_st_expect(st, "train_sizes", KP_I32, 2, st_shape, err, errlen);
+    const kp_tensor *b = a ? kp_st_expect(st, "test_sizes", KP_I32, 2, se_shape, err, errlen)
+                           : NULL;
+    if (!b)
+        return KP_ERR_FORMAT;
+    d->train_sizes = a->data;
+    d->test_sizes = b->data;
+    for (int64_t i = 0; i < 2 * (d->n_train + d->n_test); i++) {
+        int32_t v = i < 2 * d->n_train ? d->train_sizes[i] : d->test_sizes[i - 2 * d->n_train];
+        if (v < 1 || v > 65536)
+            return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: an image size of %d in %s",
+                           kp_st_path(st), (int)v, i < 2 * d->n_train ? "train_sizes"
+                                                                       : "test_sizes");
+    }
+    return 0;
+}
+
 /* Finds the features (or images), y and groups and checks their shapes agree. */
 static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
 {
@@ -417,8 +455,8 @@ static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
         return rc;
     if (d->n_train < 1)
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: X_train has no rows", kp_st_path(st));
-    int64_t ys[2] = {d->n_train, d->pb.n_out}, gs[1] = {d->n_train};
-    int ml = d->pb.task == KP_TASK_MULTILABEL;
+    int64_t ys[2] = {d->n_train, kp_problem_y_width(&d->pb)}, gs[1] = {d->n_train};
+    int ml = d->pb.task == KP_TASK_MULTILABEL || d->pb.task == KP_TASK_SEGMENTATION;
     const kp_tensor *y = kp_st_expect(st, "y", KP_F32, ml ? 2 : 1, ys, err, errlen);
     if (!y)
         return KP_ERR_FORMAT;
@@ -427,6 +465,8 @@ static int dataset_tensors(kp_dataset *d, char *err, size_t errlen)
         return KP_ERR_FORMAT;
     d->y = y->data;
     d->groups = g ? g->data : NULL;
+    if (d->pb.task == KP_TASK_SEGMENTATION && (rc = dataset_sizes(d, err, errlen)) < 0)
+        return rc;
     if (d->n_features != d->n_feat)
         return kp_errf(err, errlen, KP_ERR_MISMATCH,
                        "%s: metadata lists %d features but X_train has %lld columns",
@@ -450,12 +490,13 @@ static int check_finite(const kp_st *st, const char *name, const float *x, int64
 /* Checks y holds values its task allows. */
 static int check_y(const kp_dataset *d, char *err, size_t errlen)
 {
-    int64_t n = d->n_train * (d->pb.task == KP_TASK_MULTILABEL ? d->pb.n_out : 1);
+    int64_t n = d->n_train * kp_problem_y_width(&d->pb);
     for (int64_t i = 0; i < n; i++) {
         float v = d->y[i];
         int ok;
         switch (d->pb.task) {
         case KP_TASK_MULTICLASS: ok = v >= 0 && v < d->n_classes && v == floorf(v); break;
+        case KP_TASK_SEGMENTATION: ok = v >= 0 && v < d->pb.mask_c && v == floorf(v); break;
         case KP_TASK_REGRESSION: ok = isfinite(v); break;
         default: ok = v == 0 || v == 1; break;
         }
@@ -785,6 +826,11 @@ static int preds_scalars(kp_stw *w, const kp_preds_out *o)
     meta_str(w, "kpipe.artifact", "preds", &rc);
     meta_str(w, "task", kp_task_name(o->pb.task), &rc);
     meta_num(w, "n_out", o->pb.n_out, &rc);
+    if (o->pb.task == KP_TASK_SEGMENTATION) {
+        char mask[64];
+        snprintf(mask, sizeof mask, "%dx%dx%d", o->pb.mask_c, o->pb.mask_h, o->pb.mask_w);
+        meta_str(w, "mask_size", mask, &rc);
+    }
     meta_str(w, "metric", o->metric, &rc);
     meta_str(w, "folds_hash", o->folds_hash, &rc);
     meta_num(w, "cv_mean", mean, &rc);

@@ -19,6 +19,13 @@
  *     (HWC samples of the decoded, resized PNGs, both of one dtype)
  *   metadata: image_size "WxH", channel_mean and channel_std (JSON arrays
  *     of C numbers: per-channel statistics of the train images, in sample units)
+ *   segmentation datasets (task segmentation) have
+ *   y F32 [n_train, H * W] (each mask at the images' size: 0/1, or the class)
+ *   train_sizes I32 [n_train, 2], test_sizes I32 [n_test, 2] (each image's
+ *     original width and height: submissions are written at that size)
+ *   metadata: mask_size "CxHxW" (C map channels: 1 binary, else classes),
+ *     classes ["mask"] (binary) or the C class names, rle_order (of the
+ *     train RLE column, if masks came as RLE: "column" or "row")
  * folds.safetensors (folds):
  *   fold I32 [repeats, n_train]: fold number in [0, k) of each train row
  *   metadata: k, repeats, kind, seed, folds_hash (hex of the hash of the
@@ -27,7 +34,8 @@
  *   oof F32 [n_train, n_out] (out-of-fold predictions, averaged over repeats)
  *   test F32 [n_test, n_out] (averaged over folds and repeats)
  *   metadata: task, n_out, classes, metric, folds_hash, fold_scores (JSON
- *     array), cv_mean, cv_std, oof_score, model, stage, and optionally
+ *     array), cv_mean, cv_std, oof_score, model, stage, mask_size (segmentation:
+ *     "CxHxW" of the maps), and optionally
  *     thresholds (JSON array, one per output, for multilabel tags)
  */
 #ifndef KP_ARTIFACT_H
@@ -67,6 +75,9 @@ typedef struct kp_dataset {
      * X_test then point at an empty placeholder and n_feat is 0. */
     kp_images images_train, images_test;
     float *channel_mean, *channel_std;
+    /* Segmentation datasets: each image's original width and height
+     * ([n, 2], borrowed), for submissions at the competition's size. */
+    const int32_t *train_sizes, *test_sizes;
 } kp_dataset;
 
 /* Opens and checks a dataset artifact (shapes agree with each other and the

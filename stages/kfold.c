@@ -87,6 +87,7 @@ int kp_kfold_metric(const kp_config *cfg, const kp_problem *pb, const kp_metric_
         o->beta = cfg->comp.beta;
     if (cfg->comp.threshold > 0)
         o->threshold = cfg->comp.threshold;
+    o->empty_score = cfg->comp.empty_score;
     return 0;
 }
 

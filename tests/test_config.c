@@ -76,7 +76,7 @@ static const bad_case bad_cases[] = {
      "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
      "  task: binery\n  metric: auc\nstages:\n" PREP_FOLDS,
      KP_ERR_CONFIG, "c.yaml:6:9: competition.task: 'binery' is not one of "
-                    "binary|multiclass|regression|multilabel (did you mean 'binary'?)"},
+                    "binary|multiclass|regression|multilabel|segmentation (did you mean 'binary'?)"},
     {"unknown metric",
      "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: y\n"
      "  task: binary\n  metric: acu\nstages:\n" PREP_FOLDS,

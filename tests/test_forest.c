@@ -43,7 +43,7 @@ static kp_model *fit_t(kp_task_kind task, int n_out, const float *X, int64_t row
                        const float *y, const char *const *kv, int threads)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts o = { .seed = 1, .threads = threads };
     kp_model *model = NULL;
@@ -150,7 +150,7 @@ static double score_of(const char *name, const gen *g, kp_task_kind task, const 
                        int from, int n)
 {
     const kp_metric_ops *mo = kp_metric_find(name);
-    kp_problem pb = { task, g->n_out };
+    kp_problem pb = { .task = task, .n_out = g->n_out };
     int yw = task == KP_TASK_MULTILABEL ? g->n_out : 1;
     double s = 0;
     char err[KP_ERRLEN] = "";
@@ -665,7 +665,7 @@ static void test_forest_seed_changes_the_trees(void **state)
 {
     (void)state;
     gen g = generate(KP_TASK_BINARY, 1, 200, 4, 12);
-    kp_problem pb = { KP_TASK_BINARY, 1 };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     kp_matrix X = { g.X, 200, 4 };
     kp_model *m[2];
     char err[KP_ERRLEN];
@@ -689,7 +689,7 @@ static void assert_fit_fails(kp_task_kind task, int n_out, const float *X, int64
                              const char *want)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_model *model = NULL;
     char err[KP_ERRLEN] = "";
@@ -759,7 +759,7 @@ static void test_forest_without_params_uses_the_spec_defaults(void **state)
     assert_int_equal(kp_params_validate(p, kp_model_forest.params, "t.yaml", "params", err,
                                         sizeof err), 0);
     gen g = generate(KP_TASK_REGRESSION, 1, 150, 4, 13);
-    kp_problem pb = { KP_TASK_REGRESSION, 1 };
+    kp_problem pb = { .task = KP_TASK_REGRESSION, .n_out = 1 };
     kp_matrix X = { g.X, 150, 4 };
     kp_fit_opts o = { .seed = 1, .threads = 1 };
     kp_model *a = NULL, *b = NULL;

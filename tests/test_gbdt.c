@@ -42,7 +42,7 @@ static kp_model *fit_opts(kp_task_kind task, int n_out, const float *X, int64_t 
                           const kp_fit_opts *o)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts def = { .seed = 1, .threads = 1 };
     kp_model *model = NULL;
@@ -65,7 +65,7 @@ static void *fit_raw(kp_task_kind task, const float *X, int64_t rows, int64_t co
                      const float *y, const char *const *kv)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, 1 };
+    kp_problem pb = { .task = task, .n_out = 1 };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts o = { .seed = 1, .threads = 1 };
     void *model = NULL;
@@ -130,7 +130,7 @@ static int load_impl(const char *path, kp_problem *pb, void **out, char *err, si
     *out = NULL;
     int rc = kp_st_open(path, &st, err, errlen);
     if (rc == 0) {
-        *pb = (kp_problem){ KP_TASK_BINARY, 1 };
+        *pb = (kp_problem){ .task = KP_TASK_BINARY, .n_out = 1 };
         assert_int_equal(kp_task_parse(kp_st_meta(st, "kpipe.task"), &pb->task), 0);
         pb->n_out = atoi(kp_st_meta(st, "kpipe.n_out"));
         rc = OPS->load(st, pb, out, err, errlen);
@@ -679,7 +679,7 @@ static void test_gbdt_rejects_bad_inputs_clearly(void **state)
     (void)state;
     float X[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, y[4] = { 0, 1, NAN, 1 };
     kp_params *p = params_of(NULL);
-    kp_problem pb = { KP_TASK_BINARY, 1 };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     kp_matrix m = { X, 4, 2 };
     kp_fit_opts o = { .threads = 1 };
     kp_model *model = NULL;

@@ -668,7 +668,7 @@ static void test_model_fit_images_checks_rows_and_held_out_targets(void **state)
     static const uint8_t px[3 * 4] = {0};
     static const float mean[1] = {0}, sd[1] = {1}, y[2] = {0, 1}, yv[1] = {2};
     kp_images X = {px, 3, 2, 2, 1, 8, mean, sd};
-    kp_problem pb = {KP_TASK_BINARY, 1};
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     kp_model *m = NULL;
     char err[KP_ERRLEN] = "";
     int64_t rows[2] = {0, 3}, good[2] = {0, 1}, valid[1] = {2};
@@ -692,7 +692,7 @@ static void test_model_fit_refuses_an_image_model_on_a_matrix(void **state)
     (void)state;
     static const float x[2] = {1, 2}, y[2] = {0, 1};
     kp_matrix X = {x, 2, 1};
-    kp_problem pb = {KP_TASK_BINARY, 1};
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     kp_model *m = NULL;
     char err[KP_ERRLEN] = "";
     assert_int_equal(kp_model_fit(&fake_ops, NULL, &pb, &X, y, NULL, &m, err, sizeof err),

@@ -81,8 +81,9 @@ static int run_case(const metric_case *c, double *out, char *err)
 {
     const kp_metric_ops *ops = kp_metric_find(c->metric);
     assert_non_null(ops);
-    kp_problem prob = { c->task, c->n_out };
-    kp_metric_opts o = { c->beta, c->threshold, c->thresholds };
+    kp_problem prob = { .task = c->task, .n_out = c->n_out };
+    kp_metric_opts o = { .beta = c->beta, .threshold = c->threshold, .thresholds = c->thresholds,
+                         .empty_score = 1 };
     return ops->score(&prob, c->y, c->p, c->n, &o, out, err, KP_ERRLEN);
 }
 
@@ -160,7 +161,7 @@ static void test_fbeta_samples_row_with_nothing_true_or_predicted_scores_zero(vo
 static void test_metric_null_opts_mean_defaults(void **state)
 {
     (void)state;
-    kp_problem prob = { B, 1 };
+    kp_problem prob = { .task = B, .n_out = 1 };
     double a = 0, b = 0;
     char err[KP_ERRLEN];
     kp_metric_opts d = kp_metric_defaults();

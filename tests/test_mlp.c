@@ -114,7 +114,7 @@ static kp_model *fit_with(kp_task_kind task, int n_out, const float *X, int64_t 
                           const kp_fit_opts *opts)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts o = { .seed = 1, .threads = 1 };
     kp_model *model = NULL;
@@ -144,7 +144,7 @@ static double score(const gen *g, kp_task_kind task, const float *pred, int from
                     const char *name)
 {
     int yw = task == KP_TASK_MULTILABEL ? g->n_out : 1;
-    kp_problem pb = { task, g->n_out };
+    kp_problem pb = { .task = task, .n_out = g->n_out };
     double s = 0;
     char err[KP_ERRLEN] = "";
     const kp_metric_ops *mo = kp_metric_find(name);
@@ -668,7 +668,7 @@ static void test_mlp_load_refuses_corrupted_checkpoints(void **state)
     char *dir = kp_test_tmpdir(), *good = kp_test_join(dir, "good.safetensors");
     char err[KP_ERRLEN] = "", want[KP_ERRLEN];
     assert_int_equal(kp_model_save(m, good, err, sizeof err), 0);
-    kp_problem pb = { KP_TASK_BINARY, 1 };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     for (size_t i = 0; i <= sizeof bad / sizeof bad[0]; i++) {   /* the last: unmutated */
         int last = i == sizeof bad / sizeof bad[0];
         char *path = last ? kp_test_join(dir, "good.safetensors") : mutate(good, dir, i, &bad[i]);
@@ -737,7 +737,7 @@ static void assert_fit_fails(kp_task_kind task, int n_out, const float *X, int64
                              const kp_fit_opts *opts, int status, const char *want)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_model *model = NULL;
     char err[KP_ERRLEN] = "";
@@ -1117,7 +1117,7 @@ static void test_mlp_declares_every_task_and_documented_params(void **state)
 {
     (void)state;
     assert_string_equal(kp_model_mlp.name, "mlp");
-    assert_int_equal(kp_model_mlp.tasks, (1u << KP_TASK_COUNT) - 1);
+    assert_int_equal(kp_model_mlp.tasks, (1u << KP_TASK_SEGMENTATION) - 1);   /* all but masks */
     static const char *const keys[] = {
         "hidden_layer_sizes", "solver", "alpha", "batch_size", "learning_rate_init",
         "learning_rate", "power_t", "momentum", "nesterovs_momentum", "beta_1", "beta_2",

@@ -162,7 +162,7 @@ static kp_model *fit(const char *name, kp_task_kind task, int n_out, const float
                      int64_t rows, int64_t cols, const float *y, const char *const *kv)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts o = { .seed = 1, .threads = 1 };
     kp_model *model = NULL;
@@ -416,7 +416,7 @@ static void test_models_fit_generated_problems_well(void **state)
         assert_int_equal(kp_model_predict(m, &test, pred, 2, err, sizeof err), 0);
         const kp_metric_ops *mo = kp_metric_find(q->metric);
         double s = 0;
-        kp_problem pb = { q->task, q->n_out };
+        kp_problem pb = { .task = q->task, .n_out = q->n_out };
         assert_int_equal(mo->score(&pb, g.y + 800 * yw, pred, 400, NULL, &s, err, sizeof err), 0);
         if (mo->greater_is_better ? s < q->bound : s > q->bound)
             fail_msg("%s %s: %s %.4f, bound %.4f", q->model, kp_task_name(q->task), q->metric,
@@ -599,7 +599,7 @@ static void assert_fit_fails(const char *name, kp_task_kind task, int n_out, con
                              int status, const char *want)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_model *model = NULL;
     char err[KP_ERRLEN] = "";
@@ -696,7 +696,7 @@ static void test_fit_without_params_uses_the_spec_defaults(void **state)
     char err[KP_ERRLEN] = "";
     assert_int_equal(kp_params_validate(p, ops->params, "t.yaml", "params", err, sizeof err), 0);
     kp_model *a = fit("logistic", KP_TASK_BINARY, 1, bin_X, 40, 3, bin_y, NULL);
-    kp_problem pb = { KP_TASK_BINARY, 1 };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     kp_matrix X = { bin_X, 40, 3 };
     kp_model *b = NULL;
     assert_int_equal(kp_model_fit(ops, p, &pb, &X, bin_y, NULL, &b, err, sizeof err), 0);

@@ -97,7 +97,7 @@ static kp_model *fit(kp_task_kind task, int n_out, const float *X, int64_t rows,
                      const float *y, const char *const *kv)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_fit_opts o = { .seed = 1, .threads = 1 };
     kp_model *model = NULL;
@@ -259,7 +259,7 @@ static void test_naive_bayes_fits_generated_problems_within_accuracy_bands(void 
         kp_model *m = fit(q->task, q->n_out, g.X, 800, 6, g.y, NULL);
         float *pred = predict(m, g.X + 800 * 6, 400, 6, 2);
         const kp_metric_ops *mo = kp_metric_find(q->metric);
-        kp_problem pb = { q->task, q->n_out };
+        kp_problem pb = { .task = q->task, .n_out = q->n_out };
         char err[KP_ERRLEN] = "";
         double s = 0;
         assert_int_equal(mo->score(&pb, g.y + 800 * yw, pred, 400, NULL, &s, err, sizeof err), 0);
@@ -372,7 +372,7 @@ static void test_naive_bayes_load_refuses_corrupted_checkpoints(void **state)
 {
     (void)state;
     char *dir = kp_test_tmpdir();
-    kp_problem pb = { KP_TASK_MULTICLASS, 3 };
+    kp_problem pb = { .task = KP_TASK_MULTICLASS, .n_out = 3 };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char name[32], err[KP_ERRLEN] = "", want[KP_ERRLEN];
         snprintf(name, sizeof name, "bad%zu.safetensors", i);
@@ -433,7 +433,7 @@ static void assert_fit_fails(kp_task_kind task, int n_out, const float *X, int64
                              const char *want)
 {
     kp_params *p = params_of(kv);
-    kp_problem pb = { task, n_out };
+    kp_problem pb = { .task = task, .n_out = n_out };
     kp_matrix m = { X, rows, cols };
     kp_model *model = NULL;
     char err[KP_ERRLEN] = "";

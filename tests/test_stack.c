@@ -199,7 +199,7 @@ static double auc_of(const kp_preds *blend, const float *pred, const kp_config *
     kp_dataset *d = NULL;
     double s = 0;
     kp_metric_opts o = kp_metric_defaults();
-    kp_problem pb = {KP_TASK_BINARY, 1};
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     assert_int_equal(kp_dataset_open(path, &d, err, sizeof err), 0);
     assert_int_equal(kp_metric_find("auc")->score(&pb, d->y, pred, N, &o, &s, err, sizeof err), 0);
     kp_dataset_close(d);

@@ -16,7 +16,7 @@ static double metric_score(const char *name, double beta, int n, int L, const fl
 {
     const kp_metric_ops *m = kp_metric_find(name);
     assert_non_null(m);
-    kp_problem pb = {KP_TASK_MULTILABEL, L};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = L };
     kp_metric_opts o = kp_metric_defaults();
     o.beta = beta;
     o.thresholds = thr;
@@ -67,7 +67,7 @@ static void test_thresholds_reach_the_brute_force_optimum_on_a_tiny_case(void **
                 double s = brute_score(y, p, t);
                 best = s > best ? s : best;
             }
-    kp_problem pb = {KP_TASK_MULTILABEL, 3};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 3 };
     assert_int_equal(kp_thresholds_search(&pb, y, p, 8, 2.0, thr, err, sizeof err), 0);
     double got = metric_score("fbeta_samples", 2.0, 8, 3, y, p, thr);
     assert_true(fabs(got - best) < 1e-12);
@@ -85,7 +85,7 @@ static void test_thresholds_separate_separable_labels_perfectly(void **state)
                        0.95f, 0.08f, 0.70f, 0.02f, 0.34f, 0.55f};
     float thr[2];
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, 2};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 2 };
     assert_int_equal(kp_thresholds_search(&pb, y, p, 6, 2.0, thr, err, sizeof err), 0);
     assert_true(metric_score("fbeta_samples", 2.0, 6, 2, y, p, thr) == 1.0);
     assert_true(thr[0] >= 0.34f && thr[0] < 0.62f);
@@ -102,7 +102,7 @@ static void test_thresholds_take_the_middle_of_the_best_plateau(void **state)
     const float p[] = {0.305f, 0.9f, 0.8f, 0.5f, 0.6f};
     float thr[1];
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, 1};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 1 };
     assert_int_equal(kp_thresholds_search(&pb, y, p, 5, 1.0, thr, err, sizeof err), 0);
     assert_true(thr[0] == (float)0.15);
 }
@@ -114,7 +114,7 @@ static void test_thresholds_never_score_below_the_common_half(void **state)
     static float y[n * L], p[n * L];
     float thr[L], half[L] = {.5f, .5f, .5f, .5f, .5f};
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, L};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = L };
     for (uint64_t seed = 1; seed <= 5; seed++) {
         make_problem(seed, n, L, y, p);
         for (int beta = 1; beta <= 2; beta++) {
@@ -132,7 +132,7 @@ static void test_thresholds_lower_for_f2_than_for_f1(void **state)
     static float y[n * L], p[n * L];
     float t1[L], t2[L];
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, L};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = L };
     make_problem(5, n, L, y, p);
     assert_int_equal(kp_thresholds_search(&pb, y, p, n, 1.0, t1, err, sizeof err), 0);
     assert_int_equal(kp_thresholds_search(&pb, y, p, n, 2.0, t2, err, sizeof err), 0);
@@ -148,7 +148,7 @@ static void test_thresholds_refuse_a_task_that_is_not_multilabel(void **state)
     const float y[] = {0, 1}, p[] = {0.2f, 0.7f};
     float thr[1] = {-7};
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_BINARY, 1};
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = 1 };
     assert_int_equal(kp_thresholds_search(&pb, y, p, 2, 2.0, thr, err, sizeof err), KP_ERR_ARG);
     assert_non_null(strstr(err, "a binary task"));
     assert_non_null(strstr(err, "multilabel only"));
@@ -161,7 +161,7 @@ static void test_thresholds_refuse_a_prediction_that_is_not_finite(void **state)
     const float y[] = {0, 1, 1, 0}, p[] = {0.2f, 0.7f, NAN, 0.1f};
     float thr[2] = {-7, -7};
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, 2};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 2 };
     assert_int_equal(kp_thresholds_search(&pb, y, p, 2, 2.0, thr, err, sizeof err), KP_ERR_ARG);
     assert_non_null(strstr(err, "prediction [1, 0] = nan is not finite"));
     assert_true(thr[0] == -7 && thr[1] == -7);
@@ -176,7 +176,7 @@ static void test_thresholds_for_preds_search_and_log_for_samples_metrics(void **
     size_t len = 0;
     float *thr = NULL;
     double after = -1;
-    kp_problem pb = {KP_TASK_MULTILABEL, L};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = L };
     kp_metric_opts o = kp_metric_defaults();
     o.beta = 2;
     make_problem(3, n, L, y, p);
@@ -201,7 +201,7 @@ static void test_thresholds_for_preds_skip_micro_metrics(void **state)
     float *thr = (float *)1;
     double after = -1;
     char err[KP_ERRLEN] = "";
-    kp_problem pb = {KP_TASK_MULTILABEL, 2};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 2 };
     kp_metric_opts o = kp_metric_defaults();
     assert_int_equal(kp_thresholds_for_preds(kp_metric_find("fbeta"), &o, &pb, y, p, 2, NULL,
                                              &thr, &after, err, sizeof err), 0);

@@ -136,7 +136,7 @@ static void test_tta_merge_mean_gmean_max(void **state)
     (void)state;
     static const float a[2] = {0.2f, 0.8f}, b[2] = {0.4f, 0.6f}, c[2] = {0.1f, 0.9f};
     const float *src[3] = {a, b, c};
-    kp_problem bin = {KP_TASK_BINARY, 1}, mc = {KP_TASK_MULTICLASS, 2};
+    kp_problem bin = { .task = KP_TASK_BINARY, .n_out = 1 }, mc = { .task = KP_TASK_MULTICLASS, .n_out = 2 };
     static const struct {
         kp_tta_merge_kind how;
         int multiclass, n_src;
@@ -168,7 +168,7 @@ static void test_tta_merge_gmean_clips_zero_probabilities(void **state)
     (void)state;
     static const float a[1] = {0.0f}, b[1] = {0.5f};
     const float *src[2] = {a, b};
-    kp_problem bin = {KP_TASK_BINARY, 1};
+    kp_problem bin = { .task = KP_TASK_BINARY, .n_out = 1 };
     float out[1];
     kp_tta_merge(KP_TTA_GMEAN, &bin, src, 2, 1, out);
     assert_true(fabs(out[0] - 2.236067977e-08) < 1e-12);   /* sqrt(1e-15 * 0.5) */

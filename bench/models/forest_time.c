@@ -60,7 +60,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: forest_time TASK N_OUT DATA THREADS REPEATS OUT [k=v ...]\n");
         return 2;
     }
-    kp_problem pb = { KP_TASK_BINARY, atoi(argv[2]) };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = atoi(argv[2]) };
     char err[KP_ERRLEN];
     kp_st *st = NULL;
     if (kp_task_parse(argv[1], &pb.task) < 0 || kp_st_open(argv[3], &st, err, sizeof err) < 0) {

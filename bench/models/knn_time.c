@@ -77,7 +77,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof timed / sizeof timed[0]; i++)
         if (strcmp(timed[i]->name, argv[1]) == 0)
             ops = timed[i];
-    kp_problem pb = { KP_TASK_BINARY, atoi(argv[3]) };
+    kp_problem pb = { .task = KP_TASK_BINARY, .n_out = atoi(argv[3]) };
     char err[KP_ERRLEN];
     kp_st *st = NULL;
     if (!ops || kp_task_parse(argv[2], &pb.task) < 0 ||

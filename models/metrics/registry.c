@@ -38,5 +38,6 @@ const kp_metric_ops *kp_metric_find(const char *name)
 
 kp_metric_opts kp_metric_defaults(void)
 {
-    return (kp_metric_opts){ .beta = 1, .threshold = 0.5, .thresholds = NULL };
+    return (kp_metric_opts){ .beta = 1, .threshold = 0.5, .thresholds = NULL,
+                             .empty_score = 1 };
 }
