@@ -552,12 +552,19 @@ static void apply_bc(const kp_augment *a, kp_rng *rng, float *img, size_t n)
 void kp_augment_apply(const kp_augment *a, kp_rng *rng, float *img, int C, int H, int W,
                       float *tmp)
 {
+    kp_augment_apply_masked(a, rng, img, C, 0, H, W, tmp);
+}
+
+void kp_augment_apply_masked(const kp_augment *a, kp_rng *rng, float *img, int C, int M,
+                             int H, int W, float *tmp)
+{
     size_t n = (size_t)C * H * W;
+    C += M;
     int t = draw_d4(a, rng);
     if (t) {
         assert(!kp_d4_swaps(t) || H == W);
         kp_d4_apply(img, C, H, W, t, tmp);
-        memcpy(img, tmp, n * sizeof *img);
+        memcpy(img, tmp, (size_t)C * H * W * sizeof *img);
     }
     if (coin(rng, a->crop.p))
         apply_crop(a, rng, img, C, H, W, tmp);

@@ -79,6 +79,14 @@ size_t kp_augment_workspace(const kp_augment *a, int C, int H, int W);
 void kp_augment_apply(const kp_augment *a, kp_rng *rng, float *img, int C, int H, int W,
                       float *tmp);
 
+/* As kp_augment_apply, on an image followed by its target maps (segmentation):
+ * img holds C image channels then M mask channels (C + M x H x W); the
+ * geometric transforms move all of them alike (their borders fill masks with 0),
+ * brightness/contrast touches only the C image channels.  ssr interpolates
+ * masks bilinearly: the caller rounds them.  tmp: kp_augment_workspace(a, C + M, H, W). */
+void kp_augment_apply_masked(const kp_augment *a, kp_rng *rng, float *img, int C, int M,
+                             int H, int W, float *tmp);
+
 /* Writes src moved by dy rows down and dx columns right into dst:
  * dst(y, x) = src(y - dy, x - dx), the border filling what comes in (the
  * crop of a padded image).  src and dst must not overlap. */

@@ -57,13 +57,17 @@ typedef struct reader {
     png_bytep *rows;
     png_msg msg;
     int too_big;
+    int labels;         /* 1: palette images keep their indices (label masks) */
+    int header_only;    /* 1: read the size and stop */
 } reader;
 
 /* Sets libpng's transforms so that the rows come out as image.h says. */
-static void set_transforms(png_structp png, png_infop info)
+static void set_transforms(png_structp png, png_infop info, int labels)
 {
     int color = png_get_color_type(png, info), bits = png_get_bit_depth(png, info);
-    if (color == PNG_COLOR_TYPE_PALETTE) {
+    if (color == PNG_COLOR_TYPE_PALETTE && labels && bits < 8)
+        png_set_packing(png);
+    else if (color == PNG_COLOR_TYPE_PALETTE) {
         png_set_palette_to_rgb(png);
         if (png_get_valid(png, info, PNG_INFO_tRNS))
             png_set_tRNS_to_alpha(png);
@@ -87,7 +91,12 @@ static int decode(reader *r, FILE *f, kp_image *img)
     png_set_sig_bytes(r->png, 8);
     png_set_user_limits(r->png, KP_IMAGE_MAX_SIDE, KP_IMAGE_MAX_SIDE);
     png_read_info(r->png, r->info);
-    set_transforms(r->png, r->info);
+    if (r->header_only) {
+        img->width = (int)png_get_image_width(r->png, r->info);
+        img->height = (int)png_get_image_height(r->png, r->info);
+        return 0;
+    }
+    set_transforms(r->png, r->info, r->labels);
     size_t h = png_get_image_height(r->png, r->info);
     size_t rowbytes = png_get_rowbytes(r->png, r->info);
     if (h * rowbytes > KP_IMAGE_MAX_BYTES) {
@@ -109,7 +118,9 @@ static int decode(reader *r, FILE *f, kp_image *img)
     return 0;
 }
 
-int kp_image_read_png(const char *path, kp_image *img, char *err, size_t errlen)
+/* Reads path as the reader flags say. */
+static int read_png(const char *path, kp_image *img, int labels, int header_only, char *err,
+                    size_t errlen)
 {
     memset(img, 0, sizeof *img);
     FILE *f = fopen(path, "rb");
@@ -120,7 +131,7 @@ int kp_image_read_png(const char *path, kp_image *img, char *err, size_t errlen)
         fclose(f);
         return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: not a PNG file", path);
     }
-    reader r = { 0 };
+    reader r = {.labels = labels, .header_only = header_only};
     int rc = 0;
     r.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &r.msg, on_error, on_warning);
     r.info = r.png ? png_create_info_struct(r.png) : NULL;
@@ -134,6 +145,25 @@ int kp_image_read_png(const char *path, kp_image *img, char *err, size_t errlen)
     fclose(f);
     if (rc < 0)
         kp_image_free(img);
+    return rc;
+}
+
+int kp_image_read_png(const char *path, kp_image *img, char *err, size_t errlen)
+{
+    return read_png(path, img, 0, 0, err, errlen);
+}
+
+int kp_image_read_labels(const char *path, kp_image *img, char *err, size_t errlen)
+{
+    return read_png(path, img, 1, 0, err, errlen);
+}
+
+int kp_image_png_size(const char *path, int *width, int *height, char *err, size_t errlen)
+{
+    kp_image img;
+    int rc = read_png(path, &img, 0, 1, err, errlen);
+    *width = img.width;
+    *height = img.height;
     return rc;
 }
 

@@ -28,6 +28,13 @@ typedef struct kp_image {
  * 0, KP_ERR_IO (cannot open) or KP_ERR_FORMAT (not a PNG, corrupt, too big). */
 int kp_image_read_png(const char *path, kp_image *img, char *err, size_t errlen);
 
+/* As kp_image_read_png, but a palette image keeps its palette indices (one
+ * 8-bit channel): label masks, where the index is the class. */
+int kp_image_read_labels(const char *path, kp_image *img, char *err, size_t errlen);
+
+/* Reads only the size of the PNG at path (its header); 0 or a status. */
+int kp_image_png_size(const char *path, int *width, int *height, char *err, size_t errlen);
+
 /* Writes img as a PNG at path atomically (temp file, fsync, rename); img is
  * borrowed.  0 or a negative status. */
 int kp_image_write_png(const char *path, const kp_image *img, char *err, size_t errlen);

@@ -9,33 +9,13 @@
  * Loading checks every value (a hostile file gets a message naming it) and
  * requires every tensor of the rebuilt net with its exact shape.
  */
-#include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "../lib/err.h"
 #include "../lib/parallel.h"
+#include "ckpt_meta.h"
 #include "cnn_int.h"
 #include "nn/arch.h"
-
-/* Sets metadata key to the JSON text of v (stolen); 0 or KP_ERR_NOMEM. */
-static int meta_json(kp_stw *w, const char *key, json_t *v)
-{
-    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
-    int rc = s && kp_stw_meta(w, key, s) == 0 ? 0 : KP_ERR_NOMEM;
-    free(s);
-    json_decref(v);
-    return rc;
-}
-
-/* A JSON array of n floats. */
-static json_t *float_array(const float *v, int n)
-{
-    json_t *a = json_array();
-    for (int i = 0; a && i < n; i++)
-        json_array_append_new(a, json_real(v[i]));
-    return a;
-}
 
 int kp_cnn_save(const void *model, kp_stw *w, char *err, size_t errlen)
 {
@@ -45,13 +25,13 @@ int kp_cnn_save(const void *model, kp_stw *w, char *err, size_t errlen)
     for (int i = 0; arch && i < m->n_blocks; i++)
         json_array_append_new(arch, json_string(m->blocks[i]));
     snprintf(batch, sizeof batch, "%d", m->max_batch);
-    int rc = meta_json(w, "cnn.arch", arch);
+    int rc = kp_meta_set_json(w, "cnn.arch", arch);
     if (rc == 0)
-        rc = meta_json(w, "cnn.input", json_pack("[iii]", m->c, m->h, m->w));
+        rc = kp_meta_set_json(w, "cnn.input", json_pack("[iii]", m->c, m->h, m->w));
     if (rc == 0)
-        rc = meta_json(w, "cnn.mean", float_array(m->mean, m->c));
+        rc = kp_meta_set_json(w, "cnn.mean", kp_meta_floats(m->mean, m->c));
     if (rc == 0)
-        rc = meta_json(w, "cnn.std", float_array(m->std, m->c));
+        rc = kp_meta_set_json(w, "cnn.std", kp_meta_floats(m->std, m->c));
     if (rc == 0 && kp_stw_meta(w, "cnn.batch", batch) < 0)
         rc = KP_ERR_NOMEM;
     if (rc < 0)
@@ -59,21 +39,10 @@ int kp_cnn_save(const void *model, kp_stw *w, char *err, size_t errlen)
     return kp_nn_save(m->net, w, err, errlen);
 }
 
-/* Parses metadata key of st as JSON; NULL with a message if absent or bad. */
-static json_t *meta_parse(const kp_st *st, const char *key, char *err, size_t errlen)
-{
-    const char *s = kp_st_meta(st, key);
-    json_t *v = s ? json_loads(s, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (!v)
-        kp_errf(err, errlen, KP_ERR_FORMAT, "%s: metadata %s is %s", kp_st_path(st), key,
-                s ? "not valid JSON" : "missing");
-    return v;
-}
-
 /* Reads the [C, H, W] input and the batch. */
 static int read_shape(const kp_st *st, kp_cnn *m, char *err, size_t errlen)
 {
-    json_t *in = meta_parse(st, "cnn.input", err, errlen);
+    json_t *in = kp_meta_parse(st, "cnn.input", err, errlen);
     const char *b = kp_st_meta(st, "cnn.batch");
     char *end = NULL;
     long batch = b ? strtol(b, &end, 10) : 0;
@@ -93,29 +62,10 @@ static int read_shape(const kp_st *st, kp_cnn *m, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads a per-channel float array (std: positive). */
-static int read_channels(const kp_st *st, const char *key, float *out, int c, int positive,
-                         char *err, size_t errlen)
-{
-    json_t *a = meta_parse(st, key, err, errlen);
-    int ok = a && json_is_array(a) && json_array_size(a) == (size_t)c;
-    for (int i = 0; ok && i < c; i++) {
-        json_t *x = json_array_get(a, (size_t)i);
-        double d = json_number_value(x);
-        ok = json_is_number(x) && isfinite(d) && (!positive || d > 0);
-        out[i] = (float)d;
-    }
-    json_decref(a);
-    if (!ok)
-        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: %s is not %d finite%s numbers",
-                       kp_st_path(st), key, c, positive ? " positive" : "");
-    return 0;
-}
-
 /* Reads the block strings. */
 static int read_arch(const kp_st *st, kp_cnn *m, char *err, size_t errlen)
 {
-    json_t *a = meta_parse(st, "cnn.arch", err, errlen);
+    json_t *a = kp_meta_parse(st, "cnn.arch", err, errlen);
     int ok = a && json_is_array(a) && json_array_size(a) <= KP_CNN_MAX_BLOCKS;
     for (size_t i = 0; ok && i < json_array_size(a); i++) {
         const char *s = json_string_value(json_array_get(a, i));
@@ -139,9 +89,9 @@ int kp_cnn_load(const kp_st *st, const kp_problem *pb, void **model, char *err,
     m->pb = *pb;
     int rc = read_shape(st, m, err, errlen);
     if (rc == 0)
-        rc = read_channels(st, "cnn.mean", m->mean, m->c, 0, err, errlen);
+        rc = kp_meta_read_floats(st, "cnn.mean", m->mean, m->c, 0, err, errlen);
     if (rc == 0)
-        rc = read_channels(st, "cnn.std", m->std, m->c, 1, err, errlen);
+        rc = kp_meta_read_floats(st, "cnn.std", m->std, m->c, 1, err, errlen);
     if (rc == 0)
         rc = read_arch(st, m, err, errlen);
     if (rc == 0)
