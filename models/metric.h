@@ -4,7 +4,7 @@
  * row; y_true one value per row, or n_out for multilabel).  Adding a metric is
  * one file in models/metrics/ and one line in models/metrics/registry.c.
  * Registered names: accuracy, logloss, auc, rmse, rmsle, mae, f1, fbeta,
- * f1_samples, fbeta_samples.  f1/fbeta are the positive-class score for
+ * f1_samples, fbeta_samples, dice, iou.  f1/fbeta are the positive-class score for
  * binary tasks and micro-averaged for multiclass/multilabel; *_samples are
  * sample-averaged (multilabel, as Planet scored F2).
  */

@@ -176,9 +176,10 @@ static void test_metric_registry_lists_each_metric_once(void **state)
 {
     (void)state;
     static const char *const names[] = { "accuracy", "logloss", "auc", "rmse", "rmsle", "mae",
-                                         "f1", "fbeta", "f1_samples", "fbeta_samples" };
-    assert_int_equal(kp_metric_count(), 10);
-    for (int i = 0; i < 10; i++) {
+                                         "f1", "fbeta", "f1_samples", "fbeta_samples", "dice",
+                                         "iou" };
+    assert_int_equal(kp_metric_count(), 12);
+    for (int i = 0; i < 12; i++) {
         const kp_metric_ops *m = kp_metric_find(names[i]);
         assert_non_null(m);
         assert_ptr_equal(kp_metric_at(i), m);
@@ -188,7 +189,7 @@ static void test_metric_registry_lists_each_metric_once(void **state)
                              strcmp(names[i], "rmsle") && strcmp(names[i], "mae"));
     }
     assert_null(kp_metric_find("roc_auc"));
-    assert_null(kp_metric_at(10));
+    assert_null(kp_metric_at(12));
     assert_null(kp_metric_at(-1));
 }
 

@@ -5,6 +5,7 @@
 extern const kp_metric_ops kp_metric_accuracy, kp_metric_logloss, kp_metric_auc,
     kp_metric_rmse, kp_metric_rmsle, kp_metric_mae, kp_metric_f1, kp_metric_fbeta,
     kp_metric_f1_samples, kp_metric_fbeta_samples;
+extern const kp_metric_ops kp_metric_dice, kp_metric_iou;
 
 static const kp_metric_ops *const registry[] = {
     &kp_metric_accuracy,
@@ -17,6 +18,7 @@ static const kp_metric_ops *const registry[] = {
     &kp_metric_fbeta,
     &kp_metric_f1_samples,
     &kp_metric_fbeta_samples,
+    &kp_metric_dice, &kp_metric_iou,
 };
 
 #define N_METRICS ((int)(sizeof registry / sizeof registry[0]))
