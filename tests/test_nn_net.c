@@ -231,7 +231,7 @@ static void *fit_quadrants(int threads, const char *epochs, kp_images *X, int64_
 {
     char err[KP_ERRLEN];
     kp_params *p = small_cnn_params(epochs);
-    kp_problem pb = {KP_TASK_MULTICLASS, 4};
+    kp_problem pb = { .task = KP_TASK_MULTICLASS, .n_out = 4 };
     kp_fit_opts o = {.seed = 11, .threads = threads};
     void *m = NULL;
     if (kp_model_cnn.fit_images(p, &pb, X, rows, N_IMG, y, &o, &m, err, sizeof err) < 0)
@@ -307,7 +307,7 @@ static void test_cnn_checkpoint_reloads_to_the_same_predictions(void **state)
     assert_int_equal(kp_stw_write(w, file, err, sizeof err), 0);
     kp_st *st = NULL;
     assert_int_equal(kp_st_open(file, &st, err, sizeof err), 0);
-    kp_problem pb = {KP_TASK_MULTICLASS, 4};
+    kp_problem pb = { .task = KP_TASK_MULTICLASS, .n_out = 4 };
     if (kp_model_cnn.load(st, &pb, &back, err, sizeof err) < 0)
         fail_msg("%s", err);
     assert_int_equal(kp_model_cnn.predict_images(m, &X, rows, N_IMG, 2, pred[0], 1, err,
@@ -378,7 +378,7 @@ static void test_cnn_multilabel_learns_each_label_and_logs_the_share_right(void 
     size_t loglen = 0;
     FILE *log = open_memstream(&logtext, &loglen);
     kp_params *p = small_cnn_params("12");
-    kp_problem pb = {KP_TASK_MULTILABEL, 2};
+    kp_problem pb = { .task = KP_TASK_MULTILABEL, .n_out = 2 };
     kp_fit_opts o = {.seed = 1, .threads = 2, .log = log, .valid_rows = rows,
                      .n_valid = N_IMG, .y_valid = y};
     void *m = NULL;

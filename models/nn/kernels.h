@@ -106,6 +106,41 @@ void kp_bn_forward_eval(const kp_bn_state *s, int n, int hw, const float *x, flo
 void kp_bn_backward(const kp_bn_state *s, int n, int hw, const float *x, const float *dy,
                     float *dx, float *dgamma, float *dbeta, float *ws, int threads);
 
+/* ---- transposed conv2d and bilinear upsampling (upsample.c) ---- */
+
+/* A transposed conv2d layer's geometry (PyTorch's ConvTranspose2d with
+ * padding 0): W[c_in, c_out, k, k], b[c_out], out = (in - 1) stride + k. */
+typedef struct kp_upconv_shape {
+    int c_in, h_in, w_in, c_out, k, stride;
+    int h_out, w_out;               /* filled by kp_upconv_shape_init */
+} kp_upconv_shape;
+
+/* Fills h_out, w_out; 0, or KP_ERR_ARG with a message if a size is not
+ * positive or the layer is too large. */
+int kp_upconv_shape_init(kp_upconv_shape *s, char *err, size_t errlen);
+
+/* Floats of workspace kp_upconv_forward/backward need for batch n on threads. */
+size_t kp_upconv_workspace(const kp_upconv_shape *s, int n, int threads);
+
+/* y[n, c_out, h_out, w_out] = conv_transpose(x[n, c_in, h_in, w_in], W) + b
+ * (b may be NULL).  ws: kp_upconv_workspace floats. */
+void kp_upconv_forward(const kp_upconv_shape *s, int n, const float *x, const float *W,
+                       const float *b, float *y, float *ws, int threads);
+
+/* From dy: dx (overwritten, or NULL), dW += (or NULL), db += (or NULL). */
+void kp_upconv_backward(const kp_upconv_shape *s, int n, const float *x, const float *W,
+                        const float *dy, float *dx, float *dW, float *db, float *ws,
+                        int threads);
+
+/* Bilinear upsampling by an integer factor f >= 1 (PyTorch's nn.Upsample(scale_factor=f,
+ * mode='bilinear', align_corners=False)): y[n, c, h f, w f] from x[n, c, h, w]. */
+void kp_upsample_forward(int n, int c, int h, int w, int f, const float *x, float *y,
+                         int threads);
+
+/* dx[n, c, h, w] (overwritten) from dy[n, c, h f, w f]. */
+void kp_upsample_backward(int n, int c, int h, int w, int f, const float *dy, float *dx,
+                          int threads);
+
 /* ---- element-wise ---- */
 
 /* y = x > 0 ? x : slope * x (slope 0: ReLU), over count floats; y may equal x. */

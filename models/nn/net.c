@@ -1,4 +1,5 @@
 /* net.c - building, compiling and running a network graph (see net.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 
 typedef enum node_op {
     OP_INPUT, OP_CONV, OP_BN, OP_LEAKY, OP_POOL, OP_GAP, OP_LINEAR, OP_DROPOUT, OP_ADD,
-    OP_CONCAT
+    OP_CONCAT, OP_UPCONV, OP_UPSAMPLE
 } node_op;
 
 typedef struct node {
@@ -23,6 +24,8 @@ typedef struct node {
     size_t s_off;                /* batch norm: running mean, var in stats */
     int64_t batches;             /* batch norm: num_batches_tracked */
     kp_conv_shape conv;
+    kp_upconv_shape upconv;
+    int factor;                  /* upsample: the scale factor */
     kp_pool_shape pool;
     kp_bn_state bn;
     float slope, p;              /* leaky slope, dropout probability */
@@ -243,6 +246,39 @@ int kp_nn_concat(kp_nn_net *net, int a, int b, char *err, size_t errlen)
     return id;
 }
 
+int kp_nn_upconv(kp_nn_net *net, int in, int c_out, int k, int stride, int bias,
+                 const char *name, char *err, size_t errlen)
+{
+    int id = add_node(net, OP_UPCONV, &in, 1, name, err, errlen);
+    if (id < 0)
+        return id;
+    node *nd = &net->nodes[id];
+    nd->upconv = (kp_upconv_shape){nd->c, nd->h, nd->w, c_out, k, stride, 0, 0};
+    int rc = kp_upconv_shape_init(&nd->upconv, err, errlen);
+    if (rc < 0)
+        return rc;
+    nd->c = c_out, nd->h = nd->upconv.h_out, nd->w = nd->upconv.w_out;
+    nd->w_n = (size_t)nd->upconv.c_in * c_out * k * k;
+    nd->b_n = bias ? (size_t)c_out : 0;
+    return id;
+}
+
+int kp_nn_upsample(kp_nn_net *net, int in, int factor, char *err, size_t errlen)
+{
+    if (factor < 1)
+        return kp_errf(err, errlen, KP_ERR_ARG, "upsampling factor %d is not positive", factor);
+    int id = add_node(net, OP_UPSAMPLE, &in, 1, NULL, err, errlen);
+    if (id < 0)
+        return id;
+    node *nd = &net->nodes[id];
+    if ((double)nd->c * nd->h * nd->w * factor * factor > INT_MAX)
+        return kp_errf(err, errlen, KP_ERR_ARG, "upsampling %d x %d x %d by %d is too large",
+                       nd->c, nd->h, nd->w, factor);
+    nd->factor = factor;
+    nd->h *= factor, nd->w *= factor;
+    return id;
+}
+
 void kp_nn_shape(const kp_nn_net *net, int id, int *c, int *h, int *w)
 {
     const node *nd = &net->nodes[id];
@@ -267,6 +303,7 @@ static size_t node_workspace(const kp_nn_net *net, const node *nd)
     int n = net->max_batch;
     switch (nd->op) {
     case OP_CONV: return kp_conv_workspace(&nd->conv, n, net->threads);
+    case OP_UPCONV: return kp_upconv_workspace(&nd->upconv, n, net->threads);
     case OP_BN: return kp_bn_workspace(n, nd->c, net->threads);
     case OP_LINEAR: return kp_linear_workspace(n, nd->lin_in, nd->c, net->threads);
     default: return 0;
@@ -295,7 +332,7 @@ static size_t layout(kp_nn_net *net, size_t *scratch)
     return ws;
 }
 
-/* Conv and linear weights uniform in +-bound, bound = sqrt(6 / fan_in) for
+/* Conv, upconv and linear weights uniform in +-bound, bound = sqrt(6 / fan_in) for
  * He (kaiming_uniform_, nonlinearity relu; zero biases) or 1 / sqrt(fan_in)
  * for PyTorch's defaults (kaiming_uniform_ with a = sqrt 5; biases uniform in
  * the same bound); batch norm weight 1, bias 0. */
@@ -314,9 +351,11 @@ static void init_params(kp_nn_net *net, uint64_t seed)
                 st[j] = 0.0f, st[nd->c + j] = 1.0f;
             continue;
         }
-        if (nd->op != OP_CONV && nd->op != OP_LINEAR)
+        if (nd->op != OP_CONV && nd->op != OP_UPCONV && nd->op != OP_LINEAR)
             continue;
-        size_t fan_in = nd->w_n / (size_t)nd->c;
+        /* W[out, in, ...] and, transposed, W[in, out, k, k]: fan_in is size(1) k k */
+        size_t rows = nd->op == OP_UPCONV ? (size_t)nd->upconv.c_in : (size_t)nd->c;
+        size_t fan_in = nd->w_n / rows;
         double torch_bound = 1.0 / sqrt((double)fan_in);
         double bound = net->init == KP_NN_INIT_HE ? sqrt(6.0 / (double)fan_in) : torch_bound;
         for (size_t j = 0; j < nd->w_n; j++) {
@@ -446,6 +485,14 @@ static void forward_node(kp_nn_net *net, node *nd, int id, const float *x, int n
         else
             memcpy(nd->y, a, count * sizeof(float));
         break;
+    case OP_UPCONV:
+        kp_upconv_forward(&nd->upconv, n, a, P + nd->w_off, nd->b_n ? P + nd->b_off : NULL,
+                          nd->y, net->ws, t);
+        break;
+    case OP_UPSAMPLE:
+        kp_upsample_forward(n, nd->c, nd->h / nd->factor, nd->w / nd->factor, nd->factor, a,
+                            nd->y, t);
+        break;
     case OP_ADD: kp_add_forward(count, a, b, nd->y, t); break;
     case OP_CONCAT:
         kp_concat_forward(n, net->nodes[nd->in[0]].c, net->nodes[nd->in[1]].c,
@@ -529,6 +576,14 @@ static void backward_node(kp_nn_net *net, node *nd, int n)
             kp_dropout_backward(count, nd->mask, nd->dy, da, t);
         else if (da)
             memcpy(da, nd->dy, count * sizeof(float));
+        break;
+    case OP_UPCONV:
+        kp_upconv_backward(&nd->upconv, n, a, P + nd->w_off, nd->dy, da, G + nd->w_off,
+                           nd->b_n ? G + nd->b_off : NULL, net->ws, t);
+        break;
+    case OP_UPSAMPLE:
+        if (da)
+            kp_upsample_backward(n, nd->c, src->h, src->w, nd->factor, nd->dy, da, t);
         break;
     case OP_ADD:
     case OP_CONCAT:
@@ -631,6 +686,13 @@ static int node_slots(kp_nn_net *net, node *nd, slot *s)
             return 1;
         s[1] = (slot){"bias", P + nd->b_off, 1, {c}};
         return 2;
+    case OP_UPCONV:
+        s[0] = (slot){"weight", P + nd->w_off, 4,
+                      {nd->upconv.c_in, c, nd->upconv.k, nd->upconv.k}};
+        if (!nd->b_n)
+            return 1;
+        s[1] = (slot){"bias", P + nd->b_off, 1, {c}};
+        return 2;
     case OP_LINEAR:
         s[0] = (slot){"weight", P + nd->w_off, 2, {c, nd->lin_in}};
         s[1] = (slot){"bias", P + nd->b_off, 1, {c}};
@@ -701,4 +763,145 @@ int kp_nn_load(kp_nn_net *net, const kp_st *st, const char *prefix, char *err, s
         }
     }
     return 0;
+}
+
+/* ---- pretrained encoders and frozen layers ---- */
+
+/* Whether name starts with the len bytes of prefix as whole components
+ * (an empty prefix matches every name). */
+static int component_prefix(const char *name, const char *prefix, size_t len)
+{
+    return len == 0 ||
+           (strncmp(name, prefix, len) == 0 && (name[len] == '.' || name[len] == '\0'));
+}
+
+/* Writes into buf the file's name for net tensor `name` under the longest
+ * matching map entry, marking every matching entry in used; returns the
+ * entry's index, or -1 if none matches. */
+static int map_name(const char *name, const char *const *map, int n_map, uint8_t *used,
+                    char *buf, size_t n)
+{
+    int best = -1;
+    size_t best_len = 0;
+    for (int i = 0; i < n_map; i++) {
+        size_t len = (size_t)(strchr(map[i], '=') - map[i]);
+        if (!component_prefix(name, map[i], len))
+            continue;
+        used[i] = 1;
+        if (best < 0 || len > best_len)
+            best = i, best_len = len;
+    }
+    if (best < 0)
+        return -1;
+    const char *rest = name + best_len, *fp = strchr(map[best], '=') + 1;
+    rest += *rest == '.';
+    if (!*fp || !*rest)
+        snprintf(buf, n, "%s", *fp ? fp : rest);
+    else
+        snprintf(buf, n, "%s.%s", fp, rest);
+    return best;
+}
+
+/* Checks (copy 0) or copies (copy 1) file tensor `file` into the net's slot `name`. */
+static int map_slot(const kp_st *st, const char *name, const char *file, const slot *s,
+                    int copy, char *err, size_t errlen)
+{
+    if (!kp_st_find(st, file))
+        return kp_errf(err, errlen, KP_ERR_NOTFOUND, "%s: no tensor '%s' for the network's '%s'",
+                       kp_st_path(st), file, name);
+    const kp_tensor *t = kp_st_expect(st, file, KP_F32, s->ndim, s->shape, err, errlen);
+    if (!t) {
+        size_t len = errlen ? strlen(err) : 0;
+        if (len + 1 < errlen)
+            snprintf(err + len, errlen - len, " for the network's '%s'", name);
+        return KP_ERR_MISMATCH;
+    }
+    if (copy)
+        memcpy(s->data, t->data, t->nbytes);
+    return 0;
+}
+
+/* Reads a mapped batch norm's num_batches_tracked if the file has it. */
+static void map_batches(node *nd, const kp_st *st, const char *const *map, int n_map,
+                        uint8_t *used)
+{
+    char name[512], file[512];
+    snprintf(name, sizeof name, "%s.num_batches_tracked", nd->name ? nd->name : "?");
+    if (map_name(name, map, n_map, used, file, sizeof file) < 0)
+        return;
+    const kp_tensor *t = kp_st_find(st, file);
+    if (t && t->dtype == KP_I64 && t->numel == 1)
+        memcpy(&nd->batches, t->data, sizeof nd->batches);
+}
+
+/* One pass over every named tensor of the net: checks (copy 0) or copies
+ * the mapped ones; returns their count or a status. */
+static int mapped_pass(kp_nn_net *net, const kp_st *st, const char *const *map, int n_map,
+                       uint8_t *used, int copy, char *err, size_t errlen)
+{
+    char name[512], file[512];
+    slot s[4];
+    int count = 0;
+    for (int i = 1; i < net->n_nodes; i++) {
+        node *nd = &net->nodes[i];
+        int k = node_slots(net, nd, s);
+        for (int j = 0; j < k; j++) {
+            snprintf(name, sizeof name, "%s.%s", nd->name ? nd->name : "?", s[j].suffix);
+            if (map_name(name, map, n_map, used, file, sizeof file) < 0)
+                continue;
+            int rc = map_slot(st, name, file, &s[j], copy, err, errlen);
+            if (rc < 0)
+                return rc;
+            count++;
+        }
+        if (copy && nd->op == OP_BN)
+            map_batches(nd, st, map, n_map, used);
+    }
+    return count;
+}
+
+int kp_nn_load_mapped(kp_nn_net *net, const kp_st *st, const char *const *map, int n_map,
+                      int *loaded, char *err, size_t errlen)
+{
+    for (int i = 0; i < n_map; i++)
+        if (!strchr(map[i], '='))
+            return kp_errf(err, errlen, KP_ERR_ARG,
+                           "tensor map entry '%s' is not NETPREFIX=FILEPREFIX", map[i]);
+    uint8_t *used = calloc((size_t)n_map + 1, 1);
+    if (!used)
+        return kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory loading tensors");
+    int rc = mapped_pass(net, st, map, n_map, used, 0, err, errlen);
+    for (int i = 0; rc >= 0 && i < n_map; i++)
+        if (!used[i])
+            rc = kp_errf(err, errlen, KP_ERR_NOTFOUND,
+                         "tensor map entry '%s' matches no tensor of the network", map[i]);
+    if (rc >= 0)
+        rc = mapped_pass(net, st, map, n_map, used, 1, err, errlen);
+    if (rc >= 0)
+        *loaded = rc, rc = 0;
+    free(used);
+    return rc;
+}
+
+size_t kp_nn_prefix_mask(const kp_nn_net *cnet, const char *prefix, uint8_t *mask)
+{
+    kp_nn_net *net = (kp_nn_net *)cnet;   /* node_slots hands out writable pointers */
+    char name[512];
+    slot s[4];
+    size_t set = 0, len = strlen(prefix);
+    for (int i = 1; i < net->n_nodes; i++) {
+        node *nd = &net->nodes[i];
+        int k = node_slots(net, nd, s);
+        for (int j = 0; j < k; j++) {
+            snprintf(name, sizeof name, "%s.%s", nd->name ? nd->name : "?", s[j].suffix);
+            if ((nd->op == OP_BN && j >= 2) || !component_prefix(name, prefix, len))
+                continue;           /* a batch norm's slots 2 and 3 are statistics */
+            size_t count = 1;
+            for (int d = 0; d < s[j].ndim; d++)
+                count *= (size_t)s[j].shape[d];
+            memset(mask + (s[j].data - net->params), 1, count);
+            set += count;
+        }
+    }
+    return set;
 }

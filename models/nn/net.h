@@ -53,6 +53,12 @@ int kp_nn_linear(kp_nn_net *net, int in, int out, const char *name, char *err, s
 int kp_nn_dropout(kp_nn_net *net, int in, float p, char *err, size_t errlen);
 int kp_nn_add(kp_nn_net *net, int a, int b, char *err, size_t errlen);
 int kp_nn_concat(kp_nn_net *net, int a, int b, char *err, size_t errlen);
+/* ConvTranspose2d (padding 0): params "name.weight" [c_in, c_out, k, k] and
+ * "name.bias" [c_out] (if bias); out = (in - 1) stride + k. */
+int kp_nn_upconv(kp_nn_net *net, int in, int c_out, int k, int stride, int bias,
+                 const char *name, char *err, size_t errlen);
+/* nn.Upsample(scale_factor=factor, mode='bilinear', align_corners=False); no params. */
+int kp_nn_upsample(kp_nn_net *net, int in, int factor, char *err, size_t errlen);
 
 /* Returns the shape of node id's output per image. */
 void kp_nn_shape(const kp_nn_net *net, int id, int *c, int *h, int *w);
@@ -84,7 +90,7 @@ int kp_nn_threads(const kp_nn_net *net);
 int kp_nn_outputs(const kp_nn_net *net);
 
 /* The parameters as one array of *n floats, their gradients, and the weight
- * decay mask (1 for conv and linear weights); borrowed. */
+ * decay mask (1 for conv, upconv and linear weights); borrowed. */
 float *kp_nn_params(kp_nn_net *net, size_t *n);
 const float *kp_nn_grads(const kp_nn_net *net);
 const uint8_t *kp_nn_decay_mask(const kp_nn_net *net);
@@ -102,5 +108,23 @@ int kp_nn_save(const kp_nn_net *net, kp_stw *w, char *err, size_t errlen);
  * prefix: prepended to the net's names when looking up (NULL = none). */
 int kp_nn_load(kp_nn_net *net, const kp_st *st, const char *prefix, char *err,
                size_t errlen);
+
+/* Loads the parameters and statistics whose names start with a mapped prefix:
+ * map[i] is "NETPREFIX=FILEPREFIX" (e.g. "enc.0=features.0"; "enc=" strips);
+ * a tensor NETPREFIX.rest is read from FILEPREFIX.rest in st (shapes must match,
+ * a missing one is an error naming both names); others are left as they are.
+ * Prefixes match whole name components ("enc.1" matches "enc.1.0.weight", not
+ * "enc.10.weight"); the longest matching NETPREFIX wins; an entry that matches
+ * no tensor of the net is an error.  Batch norms' num_batches_tracked is read
+ * when present (not counted).  Everything is checked before anything is copied:
+ * on error the net is untouched.  *loaded gets the number of tensors loaded;
+ * 0 or a status. */
+int kp_nn_load_mapped(kp_nn_net *net, const kp_st *st, const char *const *map, int n_map,
+                      int *loaded, char *err, size_t errlen);
+
+/* Sets mask[j] = 1 for every parameter float (of kp_nn_params) whose tensor name
+ * starts with prefix (whole components; "" matches all; others untouched);
+ * returns how many were set. */
+size_t kp_nn_prefix_mask(const kp_nn_net *net, const char *prefix, uint8_t *mask);
 
 #endif
