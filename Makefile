@@ -12,7 +12,7 @@ CC ?= cc
 BUILD ?= build
 OPT ?= -O2 -g
 SAN ?=
-PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash
+PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # The kpipe binary loads OpenBLAS on first use (lib/blas.h): it links everything but it.

@@ -3,7 +3,7 @@
 #include "model.h"
 
 extern const kp_model_ops kp_model_logistic, kp_model_ridge, kp_model_knn, kp_model_naive_bayes,
-    kp_model_mlp, kp_model_gbdt, kp_model_forest, kp_model_cnn;
+    kp_model_mlp, kp_model_gbdt, kp_model_forest, kp_model_cnn, kp_model_unet;
 
 static const kp_model_ops *const registry[] = {
     &kp_model_logistic,
@@ -14,6 +14,7 @@ static const kp_model_ops *const registry[] = {
     &kp_model_gbdt,
     &kp_model_forest,
     &kp_model_cnn,
+    &kp_model_unet,
 };
 
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))

@@ -243,9 +243,10 @@ static int comp_metric(kp_cfgctx *c, const kp_params *p, kp_competition *comp)
 
 static int comp_targets(kp_cfgctx *c, const kp_params *p, kp_competition *comp)
 {
-    const char *const *items;
-    int n, line, col;
-    kp_params_get_list(p, "target", &items, &n);
+    const char *const *items = NULL;
+    int n = 0, line, col;
+    if (kp_params_get_list(p, "target", &items, &n) < 0)
+        n = 0;   /* no target key: items and n are not set */
     kp_params_where(p, "target", &line, &col);
     const char *task = kp_params_get(p, "task");
     if ((n == 0 || !*items[0]) && task && strcmp(task, "segmentation") == 0)

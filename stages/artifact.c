@@ -7,6 +7,7 @@
  * locale; lists are JSON arrays (jansson).
  */
 #include "artifact.h"
+#include "postproc.h"
 
 #include <jansson.h>
 #include <locale.h>
@@ -496,7 +497,9 @@ static int check_y(const kp_dataset *d, char *err, size_t errlen)
         int ok;
         switch (d->pb.task) {
         case KP_TASK_MULTICLASS: ok = v >= 0 && v < d->n_classes && v == floorf(v); break;
-        case KP_TASK_SEGMENTATION: ok = v >= 0 && v < d->pb.mask_c && v == floorf(v); break;
+        case KP_TASK_SEGMENTATION:
+            ok = v >= 0 && v <= (d->pb.mask_c > 1 ? d->pb.mask_c - 1 : 1) && v == floorf(v);
+            break;
         case KP_TASK_REGRESSION: ok = isfinite(v); break;
         default: ok = v == 0 || v == 1; break;
         }
@@ -709,6 +712,12 @@ static int preds_optional(kp_preds *p, char *err, size_t errlen)
         if ((rc = check_problem(st, &p->pb, n, err, errlen)) < 0)
             return rc;
     }
+    kp_postproc pp = kp_postproc_default();
+    if (kp_st_meta(st, "postproc") && kp_postproc_parse(kp_st_meta(st, "postproc"), &pp) < 0)
+        return kp_errf(err, errlen, KP_ERR_FORMAT, "%s: metadata postproc is not {\"threshold\": "
+                       "0..1, \"min_size\": N}", kp_st_path(st));
+    p->pp_threshold = pp.threshold;
+    p->pp_min_size = pp.min_size;
     if (!kp_st_meta(st, "thresholds"))
         return 0;
     double *t = NULL;

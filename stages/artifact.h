@@ -118,6 +118,8 @@ typedef struct kp_preds {
     int n_folds;
     double *fold_scores;       /* owned, n_folds */
     float *thresholds;         /* owned, n_out entries, or NULL */
+    float pp_threshold;        /* segmentation post-processing (metadata postproc, */
+    int pp_min_size;           /* stages/postproc.h): 0.5 and 0 when absent */
     const char *metric, *model, *stage;  /* borrowed metadata, may be "" */
 } kp_preds;
 

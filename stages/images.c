@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "artifact.h"
+#include "images_masks.h"
 #include "preprocess_int.h"
 #include "stage.h"
 #include "../lib/csv.h"
@@ -57,6 +58,16 @@ static const kp_keyspec images_keys[] = {
      "how images are resized: area averaging (shrinking) or bilinear"},
     {"test_ids", KP_PT_ENUM, "test", "test|sample_submission", 0, 0,
      "the CSV whose id column lists the test images: competition.test or the sample submission"},
+    {"masks", KP_PT_STRING, "", NULL, 0, 0,
+     "segmentation: mask file name with {id}, e.g. \"{id}_mask.png\" (default: the RLE "
+     "strings of competition.target)"},
+    {"mask_dir", KP_PT_PATH, "", NULL, 0, 0, "folder of the mask files (default: train_dir)"},
+    {"mask_classes", KP_PT_INT, "1", NULL, 1, 255,
+     "1: binary masks (nonzero is the mask); N >= 2: pixel values (palette indices) are "
+     "classes 0..N-1, 0 the background"},
+    {"rle_order", KP_PT_ENUM, "column", "column|row", 0, 0,
+     "pixel order of the train RLE strings: column-major (Kaggle's usual, Ultrasound Nerve) "
+     "or row-major (Carvana)"},
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -92,6 +103,7 @@ static int image_path(const char *dir, const char *pattern, const char *id, char
 /* The files a run reads. */
 typedef struct paths {
     char train_csv[PATH_LEN], test_csv[PATH_LEN], train_dir[PATH_LEN], test_dir[PATH_LEN];
+    char mask_dir[PATH_LEN];
 } paths;
 
 /* Resolves the CSVs (the competition's) and the folders (relative to the config). */
@@ -106,6 +118,9 @@ static int resolve(const kp_stage *st, const kp_config *cfg, paths *P)
     if (a < 0 || a >= PATH_LEN || b < 0 || b >= PATH_LEN ||
         kp_config_path(cfg, tr, P->train_dir, PATH_LEN) < 0 ||
         kp_config_path(cfg, te, P->test_dir, PATH_LEN) < 0)
+        return KP_ERR_ARG;
+    const char *md = kp_params_str(st->opts, "mask_dir", "");
+    if (kp_config_path(cfg, *md ? md : tr, P->mask_dir, PATH_LEN) < 0)
         return KP_ERR_ARG;
     return 0;
 }
@@ -149,7 +164,13 @@ static int images_check(kp_stage *st, const kp_config *cfg, char *err, size_t er
     const char *size = kp_params_str(st->opts, "size", "");
     char at[PATH_LEN];
     int w, h;
-    if (c->task != KP_TASK_MULTILABEL && c->n_targets != 1)
+    int seg = c->task == KP_TASK_SEGMENTATION;
+    if (seg && !*kp_params_str(st->opts, "masks", "") && c->n_targets != 1)
+        return kp_errf(err, errlen, KP_ERR_CONFIG, "%s:%d:%d: stages.%s: segmentation masks come "
+                       "from PNG files (masks: \"{id}_mask.png\") or one RLE column "
+                       "(competition.target); competition.target names %d", cfg->path, st->line,
+                       st->col, st->base ? st->base : st->name, c->n_targets);
+    if (!seg && c->task != KP_TASK_MULTILABEL && c->n_targets != 1)
         return kp_errf(err, errlen, KP_ERR_CONFIG, "%s:%d:%d: stages.%s: task %s takes one target "
                        "column, competition.target names %d", cfg->path, st->line, st->col,
                        st->base ? st->base : st->name, kp_task_name(c->task), c->n_targets);
@@ -205,8 +226,11 @@ static int images_inputs(const kp_stage *st, const kp_config *cfg, kp_buf *out)
         return rc;
     if (kp_params_get_list(st->opts, "patterns", &pat, &n_pat) < 0)
         n_pat = 0;
+    const char *masks = kp_params_str(st->opts, "masks", "");
     if ((rc = kp_buf_printf(out, "%s\n%s\n", P.train_csv, P.test_csv)) < 0 ||
-        (rc = list_images(P.train_csv, cfg->comp.id, P.train_dir, pat, n_pat, out)) < 0)
+        (rc = list_images(P.train_csv, cfg->comp.id, P.train_dir, pat, n_pat, out)) < 0 ||
+        (cfg->comp.task == KP_TASK_SEGMENTATION && *masks &&
+         (rc = list_images(P.train_csv, cfg->comp.id, P.mask_dir, &masks, 1, out)) < 0))
         return rc;
     return list_images(P.test_csv, cfg->comp.id, P.test_dir, pat, n_pat, out);
 }
@@ -224,6 +248,7 @@ typedef struct run {
     long id_te;
     const char **train_ids, **test_ids;
     double mean[4 * MAX_PATTERNS], std[4 * MAX_PATTERNS];
+    int32_t *train_sizes, *test_sizes;   /* segmentation: original sizes */
     kp_stw *w;
     char *err;
     size_t errlen;
@@ -243,6 +268,8 @@ static void run_free(run *r)
         freelocale(r->p.c);
     free(r->train_ids);
     free(r->test_ids);
+    free(r->train_sizes);
+    free(r->test_sizes);
     kp_stw_free(r->w);
 }
 
@@ -279,7 +306,8 @@ static int read_tables(run *r)
         return kp_errf(r->err, r->errlen, KP_ERR_FORMAT, "%s: no data rows", r->P.train_csv);
     if ((rc = kp_prep_need_col(p, p->train, c->id, "id (competition.id)", &p->id_tr)) < 0 ||
         (rc = kp_prep_need_col(p, r->test, c->id, "id (competition.id)", &r->id_te)) < 0 ||
-        (rc = kp_prep_find_targets(p)) < 0 || (rc = kp_prep_build_targets(p)) < 0 ||
+        (rc = kp_prep_find_targets(p)) < 0 ||
+        (c->task != KP_TASK_SEGMENTATION && (rc = kp_prep_build_targets(p)) < 0) ||
         (rc = kp_prep_build_groups(p)) < 0 ||
         (rc = collect_ids(r, p->train, p->id_tr, &r->train_ids)) < 0)
         return rc;
@@ -348,6 +376,51 @@ static int decode_split(run *r, const char *dir, const char *const *ids, int64_t
     return rc;
 }
 
+/* Segmentation: decodes the train masks into the targets and reads every
+ * image's original size. */
+static int decode_masks(run *r)
+{
+    const kp_stage *st = r->ctx->stage;
+    prep *p = &r->p;
+    int64_t n = (int64_t)kp_csv_rows(p->train), n_te = (int64_t)kp_csv_rows(r->test);
+    const char *masks = kp_params_str(st->opts, "masks", "");
+    const char **rle = NULL;
+    size_t *lines = NULL;
+    kp_masks_opts o = {.mask_dir = r->P.mask_dir, .mask_pattern = *masks ? masks : NULL,
+                       .rle_file = kp_csv_name(p->train), .image_dir = r->P.train_dir,
+                       .image_pattern = r->pat[0], .width = r->width, .height = r->height,
+                       .classes = (int)kp_params_int(st->opts, "mask_classes", 1),
+                       .threads = r->ctx->threads};
+    kp_rle_order_parse(kp_params_str(st->opts, "rle_order", "column"), &o.order);
+    p->pb = (kp_problem){.task = KP_TASK_SEGMENTATION, .mask_c = o.classes,
+                         .mask_h = r->height, .mask_w = r->width,
+                         .n_out = o.classes * r->height * r->width};
+    p->y = malloc((size_t)n * r->height * r->width * sizeof *p->y);
+    r->train_sizes = malloc((size_t)n * 2 * sizeof *r->train_sizes);
+    r->test_sizes = malloc((size_t)(n_te > 0 ? n_te : 1) * 2 * sizeof *r->test_sizes);
+    if (!o.mask_pattern) {
+        rle = malloc((size_t)n * sizeof *rle);
+        lines = malloc((size_t)n * sizeof *lines);
+        o.rle_col = p->target[0] + 1;
+    }
+    int rc = 0;
+    if (!p->y || !r->train_sizes || !r->test_sizes || (!o.mask_pattern && (!rle || !lines)))
+        rc = kp_errf(r->err, r->errlen, KP_ERR_NOMEM, "images: out of memory for the masks");
+    for (int64_t i = 0; rc == 0 && rle && i < n; i++) {
+        rle[i] = kp_csv_get(p->train, (size_t)i, (size_t)p->target[0]);
+        lines[i] = kp_csv_line(p->train, (size_t)i);
+    }
+    o.rle = rle, o.rle_lines = lines;
+    if (rc == 0)
+        rc = kp_masks_load(&o, r->train_ids, n, p->y, r->train_sizes, r->err, r->errlen);
+    if (rc == 0)
+        rc = kp_image_sizes(r->P.test_dir, r->pat[0], r->test_ids, n_te, r->ctx->threads,
+                            r->test_sizes, r->err, r->errlen);
+    free(rle);
+    free(lines);
+    return rc;
+}
+
 /* ---- writing ---- */
 
 /* Adds PREFIX.offsets and PREFIX.bytes for ids[0..n). */
@@ -394,6 +467,34 @@ static int meta_json(kp_stw *w, const char *key, const char *const *s, const dou
     return rc;
 }
 
+/* Segmentation: the masks' tensors and metadata. */
+static int add_masks(run *r)
+{
+    const kp_stage *st = r->ctx->stage;
+    const prep *p = &r->p;
+    int64_t n = (int64_t)kp_csv_rows(p->train), sy[2] = {n, (int64_t)r->height * r->width};
+    int64_t s1[2] = {n, 2}, s2[2] = {(int64_t)kp_csv_rows(r->test), 2};
+    char size[64];
+    const char *names[255];
+    char buf[255][12];   /* "%d" of an int: 11 bytes and the NUL */
+    int k = p->pb.mask_c;
+    for (int i = 0; i < k; i++) {
+        snprintf(buf[i], sizeof buf[i], "%d", i);
+        names[i] = k == 1 ? "mask" : buf[i];
+    }
+    snprintf(size, sizeof size, "%dx%dx%d", k, r->height, r->width);
+    int rc;
+    if ((rc = kp_stw_add(r->w, "y", KP_F32, 2, sy, p->y)) < 0 ||
+        (rc = kp_stw_add(r->w, "train_sizes", KP_I32, 2, s1, r->train_sizes)) < 0 ||
+        (rc = kp_stw_add(r->w, "test_sizes", KP_I32, 2, s2, r->test_sizes)) < 0 ||
+        (rc = kp_stw_meta(r->w, "mask_size", size)) < 0 ||
+        (rc = meta_json(r->w, "classes", names, NULL, (size_t)k)) < 0 ||
+        (!*kp_params_str(st->opts, "masks", "") &&
+         (rc = kp_stw_meta(r->w, "rle_order", kp_params_str(st->opts, "rle_order", "column"))) < 0))
+        return kp_errf(r->err, r->errlen, rc, "images: out of memory adding the masks");
+    return 0;
+}
+
 /* Adds the targets, ids and metadata of the dataset to r->w. */
 static int add_rest(run *r)
 {
@@ -403,8 +504,9 @@ static int add_rest(run *r)
     char num[32], size[64];
     snprintf(num, sizeof num, "%d", p->pb.n_out);
     snprintf(size, sizeof size, "%dx%d", r->width, r->height);
-    int ml = p->pb.task == KP_TASK_MULTILABEL, rc;
-    if ((rc = kp_stw_add(r->w, "y", KP_F32, ml ? 2 : 1, sy, p->y)) < 0 ||
+    int ml = p->pb.task == KP_TASK_MULTILABEL, seg = p->pb.task == KP_TASK_SEGMENTATION, rc;
+    if ((seg ? (rc = add_masks(r)) : (rc = kp_stw_add(r->w, "y", KP_F32, ml ? 2 : 1, sy,
+                                                       p->y))) < 0 ||
         (p->groups && (rc = kp_stw_add(r->w, "groups", KP_I64, 1, sy, p->groups)) < 0) ||
         (rc = add_ids(r->w, r->train_ids, (size_t)n, "train_ids")) < 0 ||
         (rc = add_ids(r->w, r->test_ids, kp_csv_rows(r->test), "test_ids")) < 0 ||
@@ -415,8 +517,8 @@ static int add_rest(run *r)
         (rc = kp_stw_meta(r->w, "features", "[]")) < 0 ||
         (rc = kp_stw_meta(r->w, "image_size", size)) < 0 ||
         (p->group >= 0 && (rc = kp_stw_meta(r->w, "group_column", c->folds.group)) < 0) ||
-        (rc = meta_json(r->w, "classes", (const char *const *)p->classes, NULL,
-                        (size_t)p->n_classes)) < 0 ||
+        (!seg && (rc = meta_json(r->w, "classes", (const char *const *)p->classes, NULL,
+                                 (size_t)p->n_classes)) < 0) ||
         (rc = meta_json(r->w, "target_columns", (const char *const *)c->targets, NULL,
                         (size_t)c->n_targets)) < 0 ||
         (rc = meta_json(r->w, "image_patterns", r->pat, NULL, (size_t)r->n_pat)) < 0 ||
@@ -484,6 +586,7 @@ static int images_run(const kp_task_ctx *ctx, char *err, size_t errlen)
                            "images_train", 1)) < 0 ||
         (rc = decode_split(&r, r.P.test_dir, r.test_ids, (int64_t)kp_csv_rows(r.test),
                            "images_test", 0)) < 0 ||
+        (ctx->cfg->comp.task == KP_TASK_SEGMENTATION && (rc = decode_masks(&r)) < 0) ||
         (rc = add_rest(&r)) < 0)
         goto fail;
     if (kp_stage_artifact_path(ctx->stage, out, sizeof out) < 0) {

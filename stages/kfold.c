@@ -1,6 +1,7 @@
 /* kfold.c - fit one fold (a part task) and merge the folds (the final task). */
 #include "kfold.h"
 #include "folds.h"
+#include "postproc.h"
 #include "thresholds.h"
 
 #include <math.h>
@@ -26,10 +27,10 @@ void kp_kfold_logf(FILE *log, const char *fmt, ...)
     fflush(log);
 }
 
-/* Values per row of y: n_out for multilabel, else 1. */
+/* Values per row of y: n_out for multilabel, the pixels of a mask, else 1. */
 static int64_t y_width(const kp_problem *pb)
 {
-    return pb->task == KP_TASK_MULTILABEL ? pb->n_out : 1;
+    return kp_problem_y_width(pb);
 }
 
 /* Copies rows idx[0..n) of src (cols wide) into a new array (caller frees). */
@@ -510,6 +511,12 @@ static int merge_write(const kp_kfold *kf, const char *classes_json, const float
         return kp_err_prefix(err, errlen, rc, "searching per-label thresholds");
     snprintf(num, sizeof num, "%.17g", with_thr);
     const char *extra[] = {"oof_score_thresholds", num, NULL};
+    char pp_json[128], pp_num[64];
+    const char *pp_extra[] = {"postproc", pp_json, "oof_score_postproc", pp_num, NULL};
+    if (kf->pb.task == KP_TASK_SEGMENTATION &&
+        (rc = kp_postproc_for_preds(kf->metric, &kf->mopts, &kf->pb, kf->y, oof, F->n,
+                                    kf->threads, kf->log, pp_json, pp_num, err, errlen)) < 0)
+        return rc;
     if (kp_stage_artifact_path(kf->stage, path, sizeof path) < 0)
         rc = kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", kf->stage->name);
     kp_preds_out o = {
@@ -517,7 +524,7 @@ static int merge_write(const kp_kfold *kf, const char *classes_json, const float
         .folds_hash = F->hash, .metric = kf->metric->name, .model = kf->model->name,
         .stage = kf->stage->name, .classes_json = classes_json, .fold_scores = scores,
         .n_folds = F->k * F->repeats, .oof_score = oof_score, .thresholds = thr,
-        .extra_meta = thr ? extra : NULL,
+        .extra_meta = thr ? extra : kf->pb.task == KP_TASK_SEGMENTATION ? pp_extra : NULL,
     };
     if (rc == 0)
         rc = kp_preds_write(path, &o, err, errlen);

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kfold.h"
+#include "postproc.h"
 #include "thresholds.h"
 #include "../lib/err.h"
 
@@ -455,7 +456,8 @@ static int blend_write(const kp_task_ctx *ctx, const stack_in *in, int method,
     char path[PATH_LEN], num[64] = "";
     double oof_score, with_thr = 0, *scores = malloc((size_t)(f->k * f->repeats) * sizeof *scores);
     float *thr = NULL;
-    const char *extra[5] = {NULL};
+    const char *extra[9] = {NULL};
+    char pp_json[128], pp_num[64];
     int rc = scores ? 0 : kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory"), ne = 0;
     if (rc == 0)
         rc = kp_kfold_fold_scores(m, o, &in->d->pb, in->d->y, oof, f, scores, err, errlen);
@@ -474,6 +476,11 @@ static int blend_write(const kp_task_ctx *ctx, const stack_in *in, int method,
         extra[ne++] = "weights", extra[ne++] = weights;
     if (thr)
         extra[ne++] = "oof_score_thresholds", extra[ne++] = num;
+    if (rc == 0 && in->d->pb.task == KP_TASK_SEGMENTATION &&
+        (rc = kp_postproc_for_preds(m, o, &in->d->pb, in->d->y, oof, in->d->n_train,
+                                    ctx->threads, ctx->log, pp_json, pp_num, err, errlen)) == 0)
+        extra[ne++] = "postproc", extra[ne++] = pp_json, extra[ne++] = "oof_score_postproc",
+        extra[ne++] = pp_num;
     if (rc == 0) {
         kp_preds_out po = {
             .pb = in->d->pb, .n_train = in->d->n_train, .n_test = in->d->n_test, .oof = oof,

@@ -18,6 +18,8 @@
  *   multilabel  the tags whose probability is above the threshold (p > t, as
  *               the metrics decide and the per-label thresholds were searched),
  *               space-separated
+ *   segmentation each test image's mask as the competition's RLE (or Dstl's
+ *               WKT MULTIPOLYGON per image and class), submit_seg.c
  * Numbers are written "%.9g" in the C locale.  The same bytes go to the
  * output path and to DIR/submission.csv, each atomically.
  */
@@ -28,9 +30,11 @@
 #include <string.h>
 #include "stage.h"
 #include "artifact.h"
+#include "submit_masks.h"
 #include "../lib/afile.h"
 #include "../lib/csv.h"
 #include "../lib/err.h"
+#include "../lib/gzip.h"
 
 #define PATH_LEN 4096
 
@@ -43,6 +47,18 @@ static const kp_keyspec submit_keys[] = {
     {"threshold", KP_PT_FLOAT, "", NULL, 0, 1,
      "probability threshold for labels and tags (default: the predictions', else the "
      "competition's)"},
+    {"rle_order", KP_PT_ENUM, "", "column|row", 0, 0,
+     "segmentation: pixel order of the RLE (default: the train RLE's, else column-major)"},
+    {"empty", KP_PT_STRING, "", NULL, 0, 0, "segmentation: the cell of an empty mask"},
+    {"wkt", KP_PT_BOOL, "false", NULL, 0, 0,
+     "segmentation: masks as WKT MULTIPOLYGONs (Dstl) instead of RLE"},
+    {"class_column", KP_PT_STRING, "", NULL, 0, 0,
+     "segmentation: the sample's column naming each row's class (Dstl's ClassType)"},
+    {"grid_sizes", KP_PT_PATH, "", NULL, 0, 0,
+     "WKT: CSV of id,Xmax,Ymin per image (Dstl's grid_sizes.csv) scaling pixels to the grid"},
+    {"gzip", KP_PT_BOOL, "false", NULL, 0, 0, "write the output gzip-compressed"},
+    {"validate", KP_PT_BOOL, "true", NULL, 0, 0,
+     "segmentation: first check that every train RLE string re-encodes identically"},
     {NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -182,6 +198,7 @@ typedef struct sub {
     int64_t *row_of;         /* per sample row: test row */
     int format;
     double threshold;        /* < 0: not set on the stage */
+    char **cells;            /* segmentation: per sample row, the mask's cell (owned) */
 } sub;
 
 static double sub_threshold(const sub *s, int j)
@@ -200,6 +217,9 @@ static int map_rows(sub *s, char *err, size_t errlen)
     size_t n = kp_csv_rows(s->sample), at;
     const char *file = kp_csv_name(s->sample);
     char *seen = calloc((size_t)s->d->n_test + 1, 1);
+    /* Dstl: one row per image and class (class_column), so ids repeat */
+    int repeat = s->d->pb.task == KP_TASK_SEGMENTATION &&
+                 *kp_params_str(s->ctx->stage->opts, "class_column", "");
     int rc = seen ? id_map_build(&m, &s->d->test_ids, s->dname, err, errlen)
                   : kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     for (size_t r = 0; rc == 0 && r < n; r++) {
@@ -208,7 +228,7 @@ static int map_rows(sub *s, char *err, size_t errlen)
         if (t < 0)
             rc = kp_errf(err, errlen, KP_ERR_MISMATCH, "%s:%zu: id '%s' (row %zu) is not a test id "
                          "of dataset '%s'", file, kp_csv_line(s->sample, r), id, r + 1, s->dname);
-        else if (seen[t])
+        else if (seen[t] && !repeat)
             rc = kp_errf(err, errlen, KP_ERR_FORMAT, "%s:%zu: id '%s' (row %zu) appears twice",
                          file, kp_csv_line(s->sample, r), id, r + 1);
         else
@@ -242,7 +262,10 @@ static int map_cols(sub *s, char *err, size_t errlen)
     kp_task_kind task = s->d->pb.task;
     for (size_t c = 0; c < kp_csv_cols(s->sample); c++) {
         const char *h = kp_csv_header(s->sample, c);
-        int k = (long)c == s->id_col ? -2 : task == KP_TASK_REGRESSION ? -1 : class_index(s->d, h);
+        const char *cls = kp_params_str(s->ctx->stage->opts, "class_column", "");
+        int k = (long)c == s->id_col || (task == KP_TASK_SEGMENTATION && !strcmp(h, cls)) ? -2
+                : task == KP_TASK_REGRESSION || task == KP_TASK_SEGMENTATION ? -1
+                : class_index(s->d, h);
         s->col_class[c] = k;
         if (k == -1 && s->format == F_PROBA &&
             (task == KP_TASK_MULTICLASS || task == KP_TASK_MULTILABEL))
@@ -349,6 +372,8 @@ static int write_csv(FILE *f, const sub *s)
                 rc = KP_ERR_IO;
             else if (k == -2)
                 rc = kp_csv_write_field(f, kp_csv_get(s->sample, r, c));
+            else if (s->cells)
+                rc = kp_csv_write_field(f, s->cells[r]);
             else
                 rc = k >= 0 ? write_class_cell(f, s, p, k) : write_target_cell(f, s, p);
         }
@@ -385,7 +410,9 @@ static int write_outputs(const sub *s, char *err, size_t errlen)
                     kp_stage_artifact_path(st, copy, sizeof copy) < 0))
         rc = kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': bad or too long output path",
                      st->name);
-    if (rc == 0)
+    if (rc == 0 && kp_params_bool(st->opts, "gzip", 0))
+        rc = kp_gzip_file_atomic(out, text, len, err, errlen);
+    else if (rc == 0)
         rc = kp_write_file_atomic(out, text, len, err, errlen);
     if (rc == 0)
         rc = kp_write_file_atomic(copy, text, len, err, errlen);
@@ -477,8 +504,13 @@ static int submit_run(const kp_task_ctx *ctx, char *err, size_t errlen)
         rc = map_cols(&s, err, errlen);
     if (rc == 0)
         rc = check_finite(&s, err, errlen);
+    if (rc == 0 && d->pb.task == KP_TASK_SEGMENTATION)
+        rc = kp_submit_seg_cells(ctx, d, p, s.sample, s.row_of, &s.cells, err, errlen);
     if (rc == 0)
         rc = write_outputs(&s, err, errlen);
+    for (size_t r = 0; s.cells && r < kp_csv_rows(s.sample); r++)
+        free(s.cells[r]);
+    free(s.cells);
     kp_csv_free(s.sample);
     free(s.col_class);
     free(s.row_of);

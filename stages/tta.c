@@ -30,6 +30,7 @@
  * alone), tta_merge and tta_source (the train stage).  The pure pieces
  * (names, merges, the auto selection) are in tta_core.c.
  */
+#include "postproc.h"
 #include "tta.h"
 
 #include <math.h>
@@ -257,17 +258,12 @@ static void part_label(const kp_folds *f, int p, char *buf, size_t len)
         snprintf(buf, len, "fold %d/%d", p % f->k + 1, f->k);
 }
 
-/* Values per row of y. */
-static int64_t y_width(const kp_problem *pb)
-{
-    return pb->task == KP_TASK_MULTILABEL ? pb->n_out : 1;
-}
 
 /* Scores packed predictions of the train rows idx[0..n); ybuf holds n rows of y. */
 static int score_rows(const tta_run *r, const int64_t *idx, int64_t n, const float *pred,
                       float *ybuf, double *out, char *err, size_t errlen)
 {
-    int64_t yw = y_width(&r->d->pb);
+    int64_t yw = kp_problem_y_width(&r->d->pb);
     for (int64_t i = 0; i < n; i++)
         memcpy(ybuf + i * yw, r->d->y + idx[i] * yw, (size_t)yw * sizeof *ybuf);
     return r->m->score(&r->d->pb, ybuf, pred, n, &r->mo, out, err, errlen);
@@ -293,7 +289,8 @@ static int part_alloc(const tta_run *r, int p, tta_part_buf *b, char *err, size_
             b->idx[b->n++] = i;
     b->oof = malloc((size_t)(b->n > 0 ? b->n : 1) * k * r->n_cand * sizeof *b->oof);
     b->test = malloc((size_t)(nt > 0 ? nt : 1) * k * r->n_cand * sizeof *b->test);
-    b->ybuf = malloc((size_t)(b->n > 0 ? b->n : 1) * y_width(&r->d->pb) * sizeof *b->ybuf);
+    b->ybuf = malloc((size_t)(b->n > 0 ? b->n : 1) * kp_problem_y_width(&r->d->pb) *
+                     sizeof *b->ybuf);
     if (!b->idx || !b->oof || !b->test || !b->ybuf)
         return kp_errf(err, errlen, KP_ERR_NOMEM, "part %d: out of memory", p);
     if (b->n == 0)
@@ -534,7 +531,7 @@ static int merge_open_all(tta_merge *M, char *err, size_t errlen)
     free(seen);
     int64_t k = M->r->d->pb.n_out, big = max_n > M->r->d->n_test ? max_n : M->r->d->n_test;
     if (rc == 0 && (!(M->tmp = malloc((size_t)(big > 0 ? big : 1) * k * sizeof *M->tmp)) ||
-                    !(M->ybuf = malloc((size_t)(max_n > 0 ? max_n : 1) * y_width(&M->r->d->pb) *
+                    !(M->ybuf = malloc((size_t)(max_n > 0 ? max_n : 1) * kp_problem_y_width(&M->r->d->pb) *
                                        sizeof *M->ybuf))))
         rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     return rc;
@@ -657,9 +654,22 @@ static int merge_write(const tta_merge *M, const float *test, const double *oof_
     if (kp_stage_artifact_path(r->ctx->stage, path, sizeof path) < 0)
         return kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': path too long", r->ctx->stage->name);
     snprintf(num, sizeof num, "%.17g", with_thr);
-    const char *extra[] = {"tta_transforms", chosen_json, "tta_scores", scores,
-                           "tta_merge", kp_tta_merge_name(r->how), "tta_source", r->src->name,
-                           thr ? "oof_score_thresholds" : NULL, num, NULL};
+    const char *extra[13] = {"tta_transforms", chosen_json, "tta_scores", scores,
+                             "tta_merge", kp_tta_merge_name(r->how), "tta_source", r->src->name};
+    int ne = 8;
+    char pp_json[128], pp_num[64];
+    if (thr)
+        extra[ne++] = "oof_score_thresholds", extra[ne++] = num;
+    if (r->d->pb.task == KP_TASK_SEGMENTATION) {
+        int rc = kp_postproc_for_preds(r->m, &r->mo, &r->d->pb, r->d->y, M->oof, r->f->n,
+                                       r->ctx->threads, r->ctx->log, pp_json, pp_num, err,
+                                       errlen);
+        if (rc < 0)
+            return rc;
+        extra[ne++] = "postproc", extra[ne++] = pp_json;
+        extra[ne++] = "oof_score_postproc", extra[ne++] = pp_num;
+    }
+    extra[ne] = NULL;
     kp_preds_out o = {
         .pb = r->d->pb, .n_train = r->f->n, .n_test = r->d->n_test, .oof = M->oof,
         .test = test, .folds_hash = r->f->hash, .metric = r->m->name,

@@ -713,7 +713,7 @@ static void test_model_registry_and_task_names(void **state)
 {
     (void)state;
     static const char *const names[] = { "logistic", "ridge", "knn", "naive_bayes", "mlp",
-                                           "gbdt", "forest", "cnn" };
+                                           "gbdt", "forest", "cnn", "unet" };
     int n = (int)(sizeof names / sizeof names[0]);
     assert_int_equal(kp_model_count(), n);
     for (int i = 0; i < n; i++) {
