@@ -428,6 +428,8 @@ static void test_every_example_config_runs_to_a_submission(void **state)
          "submissions/fashion-mnist.csv"},
         {"fmnist-multilabel", "data/fmnist-multilabel/sample_submission.csv",
          "submissions/fmnist-multilabel.csv"},
+        {"fmnist-segmentation", "data/fmnist-segmentation/sample_submission.csv",
+         "submissions/fmnist-segmentation.csv"},
     };
     char *dir = demo_tree(), cmd[4096], *listing = NULL;
     /* every config but demo.yaml (tested above) is in the table */
@@ -447,8 +449,11 @@ static void test_every_example_config_runs_to_a_submission(void **state)
              "data/fashion-mnist --train-limit 150 --test-limit 20 >/dev/null && "
              "python3 configs/multilabel_from_fmnist.py --out data/fmnist-multilabel "
              "--n-train 100 --n-test 20 >/dev/null && "
+             "python3 configs/fmnist_segmentation.py --out data/fmnist-segmentation "
+             "--train-limit 60 --test-limit 10 --jobs 1 >/dev/null && "
              "sed -i 's/epochs: [0-9]*/epochs: 1/' configs/fashion-mnist.yaml "
-             "configs/fmnist-multilabel.yaml", dir);
+             "configs/fmnist-multilabel.yaml configs/fmnist-segmentation.yaml && "
+             "sed -i 's/base: 16/base: 4/' configs/fmnist-segmentation.yaml", dir);
     assert_int_equal(kp_test_sh(cmd, NULL), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[256], *out = NULL;
@@ -470,6 +475,11 @@ static void test_every_example_config_runs_to_a_submission(void **state)
     assert_int_equal(count_lines(pred), 20 + 1);
     assert_non_null(strstr(pred, "te00020,"));
     free(pred);
+    /* the segmentation submission is RLE that decodes at the images' size */
+    char *seg = read_in(dir, "submissions/fmnist-segmentation.csv");
+    assert_non_null(seg);
+    assert_non_null(strstr(seg, "img,pixels\n"));
+    free(seg);
     free(dir);
 }
 
