@@ -23,7 +23,7 @@ The MASK is the silhouette (upscaled garment value > 40 of 255) of the top
 garments only: T-shirt/top, Pullover, Dress, Coat, Shirt.  Trouser, Sandal,
 Sneaker, Bag and Ankle boot are distractors.  Garments are drawn in paste
 order, so a later garment hides an earlier one from the image and the mask.
-About 26% of the masks are empty (no top drawn, or every top hidden), as in
+About 25% of the masks are empty (no top drawn, or every top hidden), as in
 Ultrasound Nerve, so the empty-mask convention matters.  Nothing is a
 threshold of the image: a bright distractor and a faint background top have
 no mask, a dim interior pixel of a top has one.
@@ -60,7 +60,8 @@ PNGs of an earlier run with larger limits are left in place (no CSV names
 them); the CSVs and bench.bin are written last, each via a temporary name.
 
 Standard library only (the tests run it through a kpipe command stage on
-machines without numpy).  About 2 ms an image per process.  Errors (a
+machines without numpy).  About 4.5 ms of CPU an image: 10,000 + 2,000
+images in 27 s with --jobs 2 on a quiet machine.  Errors (a
 missing or malformed idx file, a bad option) print one line to stderr and
 exit 2.
 """

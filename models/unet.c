@@ -267,7 +267,8 @@ static int unet_predict_images(const void *model, const kp_images *X, const int6
     (void)threads;     /* the net runs on the threads it was compiled for */
     if (X->channels != m->c || X->height != m->h || X->width != m->w)
         return kp_errf(err, errlen, KP_ERR_MISMATCH,
-                       "images are %d x %d x %d (C x H x W) but the unet was trained on %d x %d x %d",
+                       "images are %d x %d x %d (C x H x W) but the unet was trained on "
+                       "%d x %d x %d",
                        X->channels, X->height, X->width, m->c, m->h, m->w);
     if (kp_d4_swaps(d4) && m->net_h != m->net_w)
         return kp_errf(err, errlen, KP_ERR_ARG, "transform %d needs square images or crop", d4);
@@ -280,7 +281,8 @@ static int unet_predict_images(const void *model, const kp_images *X, const int6
 
 const kp_model_ops kp_model_unet = {
     .name = "unet",
-    .doc = "UNet segmentation network (depth, base width, transposed/bilinear up, residual encoder)",
+    .doc = "UNet segmentation network (depth, base width, transposed/bilinear up, "
+           "residual encoder)",
     .params = unet_params,
     .tasks = KP_TASK_BIT(KP_TASK_SEGMENTATION),
     .save = kp_unet_save,

@@ -263,7 +263,8 @@ int kp_unet_train(kp_unet *m, const kp_unet_settings *s, const kp_images *X,
             stale++;
         if (opts->log) {
             double el = now_seconds() - t0;
-            fprintf(opts->log, "epoch %d/%d loss %.4f val_dice %.4f %.1fs %.0f img/s ETA %.0fs%s%s\n",
+            fprintf(opts->log,
+                    "epoch %d/%d loss %.4f val_dice %.4f %.1fs %.0f img/s ETA %.0fs%s%s\n",
                     e + 1, s->epochs, loss, dice, secs, (double)n / secs,
                     el / (e + 1) * (s->epochs - e - 1), best_epoch == e ? " *" : "",
                     frozen && e < s->freeze_epochs ? " (encoder frozen)" : "");

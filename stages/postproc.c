@@ -126,8 +126,8 @@ int kp_postproc_search(const kp_metric_ops *m, const kp_metric_opts *o, const kp
 {
     size_t hw = (size_t)pb->mask_w * pb->mask_h;
     threads = threads > 0 ? threads : 1;
-    search s = {.pb = pb, .oof = oof, .work_size = (kp_postproc_work_size(pb->mask_w,
-                                                                         pb->mask_h) + 15) & ~(size_t)15};
+    size_t work = (kp_postproc_work_size(pb->mask_w, pb->mask_h) + 15) & ~(size_t)15;
+    search s = {.pb = pb, .oof = oof, .work_size = work};
     s.pred = malloc((size_t)n * pb->n_out * sizeof *s.pred);
     s.masks = malloc((size_t)threads * hw);
     s.work = aligned_alloc(16, (size_t)threads * s.work_size);

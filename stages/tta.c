@@ -530,9 +530,9 @@ static int merge_open_all(tta_merge *M, char *err, size_t errlen)
     }
     free(seen);
     int64_t k = M->r->d->pb.n_out, big = max_n > M->r->d->n_test ? max_n : M->r->d->n_test;
+    int64_t yw = kp_problem_y_width(&M->r->d->pb);
     if (rc == 0 && (!(M->tmp = malloc((size_t)(big > 0 ? big : 1) * k * sizeof *M->tmp)) ||
-                    !(M->ybuf = malloc((size_t)(max_n > 0 ? max_n : 1) * kp_problem_y_width(&M->r->d->pb) *
-                                       sizeof *M->ybuf))))
+                    !(M->ybuf = malloc((size_t)(max_n > 0 ? max_n : 1) * yw * sizeof *M->ybuf))))
         rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     return rc;
 }
