@@ -110,22 +110,9 @@ static void load_one(void *data, size_t i, int tid)
 {
     const batch_job *j = data;
     const kp_cnn *m = j->m;
-    const kp_images *X = j->X;
-    size_t hw = (size_t)m->h * m->w, chw = hw * m->c, base = (size_t)j->rows[i] * chw;
+    size_t chw = (size_t)m->h * m->w * m->c;
     float *dst = j->d4 ? j->tmp + (size_t)tid * chw : j->x + i * chw;
-    for (int c = 0; c < m->c; c++) {
-        float a = 1.0f / m->std[c], b = -m->mean[c] / m->std[c];
-        float *d = dst + c * hw;
-        if (X->depth == 16) {
-            const uint16_t *s = (const uint16_t *)X->data + base + c;
-            for (size_t p = 0; p < hw; p++)
-                d[p] = (float)s[p * m->c] * a + b;
-        } else {
-            const uint8_t *s = (const uint8_t *)X->data + base + c;
-            for (size_t p = 0; p < hw; p++)
-                d[p] = (float)s[p * m->c] * a + b;
-        }
-    }
+    kp_images_to_chw(j->X, j->rows[i], m->mean, m->std, dst);
     if (j->d4)
         kp_d4_apply(dst, m->c, m->h, m->w, j->d4, j->x + i * chw);
 }
@@ -199,18 +186,7 @@ static int read_settings(const kp_params *p, kp_cnn_settings *s, char *err, size
     s->epochs = (int)kp_params_int(p, "epochs", 10);
     s->batch = (int)kp_params_int(p, "batch", 128);
     s->patience = (int)kp_params_int(p, "patience", 0);
-    s->optim = (kp_optim_opts){.momentum = (float)kp_params_double(p, "momentum", 0.9),
-                               .nesterov = kp_params_bool(p, "nesterov", 0),
-                               .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                               .weight_decay = (float)kp_params_double(p, "weight_decay", 0)};
-    if ((rc = kp_optim_parse(kp_params_str(p, "optimizer", "adam"), &s->optim.kind)) < 0 ||
-        (rc = kp_sched_parse(kp_params_str(p, "schedule", "constant"), &s->sched.kind)) < 0)
-        return kp_errf(err, errlen, rc, "unknown optimizer or schedule");
-    s->sched.lr = kp_params_double(p, "lr", 1e-3);
-    s->sched.step_epochs = (int)kp_params_int(p, "step_epochs", 10);
-    s->sched.gamma = kp_params_double(p, "gamma", 0.1);
-    s->sched.pct_start = 0.3, s->sched.div_factor = 25, s->sched.final_div_factor = 1e4;
-    return 0;
+    return kp_optim_from_params(p, &s->optim, &s->sched, err, errlen);
 }
 
 /* At config load: the arch blocks and the augment list, named by their place. */

@@ -413,3 +413,22 @@ void kp_model_free(kp_model *m)
         m->ops->free(m->impl);
     free(m);
 }
+
+void kp_images_to_chw(const kp_images *X, int64_t row, const float *mean, const float *std,
+                      float *dst)
+{
+    size_t hw = (size_t)X->height * X->width, base = (size_t)row * hw * X->channels;
+    for (int c = 0; c < X->channels; c++) {
+        float a = 1.0f / std[c], b = -mean[c] / std[c];
+        float *d = dst + c * hw;
+        if (X->depth == 16) {
+            const uint16_t *s = (const uint16_t *)X->data + base + c;
+            for (size_t p = 0; p < hw; p++)
+                d[p] = (float)s[p * X->channels] * a + b;
+        } else {
+            const uint8_t *s = (const uint8_t *)X->data + base + c;
+            for (size_t p = 0; p < hw; p++)
+                d[p] = (float)s[p * X->channels] * a + b;
+        }
+    }
+}

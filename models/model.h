@@ -151,6 +151,12 @@ int kp_model_predict_images(const kp_model *m, const kp_images *X, const int64_t
                             int64_t n, int d4, float *out, int threads, char *err,
                             size_t errlen);
 
+/* Writes image `row` of X as normalised CHW floats into dst (channels x
+ * height x width): (sample - mean[c]) / std[c], both per channel in sample
+ * units (std > 0), for image models' batches. */
+void kp_images_to_chw(const kp_images *X, int64_t row, const float *mean, const float *std,
+                      float *dst);
+
 /* Saves the model as a safetensors checkpoint at path (atomically). */
 int kp_model_save(const kp_model *m, const char *path, char *err, size_t errlen);
 

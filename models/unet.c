@@ -112,18 +112,7 @@ static int read_settings(const kp_params *p, kp_unet_settings *s, char *err, siz
     s->patience = (int)kp_params_int(p, "patience", 0);
     s->crop = (int)kp_params_int(p, "crop", 0);
     s->freeze_epochs = (int)kp_params_int(p, "freeze_epochs", 0);
-    s->optim = (kp_optim_opts){.momentum = (float)kp_params_double(p, "momentum", 0.9),
-                               .nesterov = kp_params_bool(p, "nesterov", 0),
-                               .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
-                               .weight_decay = (float)kp_params_double(p, "weight_decay", 0)};
-    if ((rc = kp_optim_parse(kp_params_str(p, "optimizer", "adam"), &s->optim.kind)) < 0 ||
-        (rc = kp_sched_parse(kp_params_str(p, "schedule", "constant"), &s->sched.kind)) < 0)
-        return kp_errf(err, errlen, rc, "unknown optimizer or schedule");
-    s->sched.lr = kp_params_double(p, "lr", 1e-3);
-    s->sched.step_epochs = (int)kp_params_int(p, "step_epochs", 10);
-    s->sched.gamma = kp_params_double(p, "gamma", 0.1);
-    s->sched.pct_start = 0.3, s->sched.div_factor = 25, s->sched.final_div_factor = 1e4;
-    return 0;
+    return kp_optim_from_params(p, &s->optim, &s->sched, err, errlen);
 }
 
 /* At config load: the loss, the augment list and the init map, named by place. */

@@ -20,20 +20,7 @@
 
 void kp_unet_load_image(const kp_unet *m, const kp_images *X, int64_t row, float *x)
 {
-    size_t hw = (size_t)m->h * m->w, base = (size_t)row * hw * m->c;
-    for (int c = 0; c < m->c; c++) {
-        float a = 1.0f / m->std[c], b = -m->mean[c] / m->std[c];
-        float *d = x + c * hw;
-        if (X->depth == 16) {
-            const uint16_t *s = (const uint16_t *)X->data + base + c;
-            for (size_t p = 0; p < hw; p++)
-                d[p] = (float)s[p * m->c] * a + b;
-        } else {
-            const uint8_t *s = (const uint8_t *)X->data + base + c;
-            for (size_t p = 0; p < hw; p++)
-                d[p] = (float)s[p * m->c] * a + b;
-        }
-    }
+    kp_images_to_chw(X, row, m->mean, m->std, x);
 }
 
 void kp_unet_activate(int n, int classes, size_t hw, float *z)

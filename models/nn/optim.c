@@ -227,3 +227,21 @@ double kp_sched_lr(const kp_sched *s, int64_t step, int64_t steps_per_epoch, int
         return s->lr;
     }
 }
+
+int kp_optim_from_params(const kp_params *p, kp_optim_opts *o, kp_sched *s, char *err,
+                         size_t errlen)
+{
+    *o = (kp_optim_opts){.momentum = (float)kp_params_double(p, "momentum", 0.9),
+                         .nesterov = kp_params_bool(p, "nesterov", 0),
+                         .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                         .weight_decay = (float)kp_params_double(p, "weight_decay", 0)};
+    *s = (kp_sched){0};
+    if (kp_optim_parse(kp_params_str(p, "optimizer", "adam"), &o->kind) < 0 ||
+        kp_sched_parse(kp_params_str(p, "schedule", "constant"), &s->kind) < 0)
+        return kp_errf(err, errlen, KP_ERR_CONFIG, "unknown optimizer or schedule");
+    s->lr = kp_params_double(p, "lr", 1e-3);
+    s->step_epochs = (int)kp_params_int(p, "step_epochs", 10);
+    s->gamma = kp_params_double(p, "gamma", 0.1);
+    s->pct_start = 0.3, s->div_factor = 25, s->final_div_factor = 1e4;
+    return 0;
+}

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../../lib/params.h"
 
 typedef enum kp_optim_kind { KP_OPTIM_SGD, KP_OPTIM_ADAM, KP_OPTIM_ADAMW } kp_optim_kind;
 
@@ -64,5 +65,12 @@ int kp_sched_parse(const char *name, kp_sched_kind *out);
 /* The learning rate of step `step` (0-based, over all epochs) when an epoch
  * has steps_per_epoch steps and training runs `epochs` epochs. */
 double kp_sched_lr(const kp_sched *s, int64_t step, int64_t steps_per_epoch, int epochs);
+
+/* Reads a network model's optimiser and schedule keys (optimizer, lr,
+ * momentum, nesterov, weight_decay, schedule, step_epochs, gamma; PyTorch's
+ * Adam betas and eps, OneCycleLR's defaults) from validated params.
+ * 0 or KP_ERR_CONFIG with a message. */
+int kp_optim_from_params(const kp_params *p, kp_optim_opts *o, kp_sched *s, char *err,
+                         size_t errlen);
 
 #endif
