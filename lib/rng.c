@@ -85,3 +85,13 @@ void kp_rng_shuffle_int(kp_rng *r, int *a, size_t n)
         a[j] = t;
     }
 }
+
+void kp_rng_shuffle_i64(kp_rng *r, int64_t *a, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)kp_rng_below(r, i);
+        int64_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}

@@ -32,4 +32,7 @@ double kp_rng_normal(kp_rng *r);
 /* Shuffles n ints in place (Fisher-Yates). */
 void kp_rng_shuffle_int(kp_rng *r, int *a, size_t n);
 
+/* Shuffles n int64s in place (the same draws as kp_rng_shuffle_int). */
+void kp_rng_shuffle_i64(kp_rng *r, int64_t *a, size_t n);
+
 #endif

@@ -190,11 +190,7 @@ static void shuffle(trainer *t)
 {
     kp_rng rng;
     kp_rng_seed(&rng, kp_rng_derive(t->eseed, 0));
-    for (int64_t i = t->n - 1; i > 0; i--) {
-        int64_t j = (int64_t)kp_rng_below(&rng, (uint64_t)i + 1), v = t->order[i];
-        t->order[i] = t->order[j];
-        t->order[j] = v;
-    }
+    kp_rng_shuffle_i64(&rng, t->order, (size_t)t->n);
 }
 
 /* Runs one epoch; returns the mean training loss. */
