@@ -66,6 +66,20 @@ int kp_sched_parse(const char *name, kp_sched_kind *out);
  * has steps_per_epoch steps and training runs `epochs` epochs. */
 double kp_sched_lr(const kp_sched *s, int64_t step, int64_t steps_per_epoch, int epochs);
 
+/* The keyspec entries kp_optim_from_params reads, for a network model's
+ * params table (cnn, unet). */
+#define KP_OPTIM_KEYS                                                                          \
+    {"optimizer", KP_PT_ENUM, "adam", "sgd|adam|adamw", 0, 0, "sgd (momentum), adam or adamw"}, \
+    {"lr", KP_PT_FLOAT, "1e-3", NULL, 1e-12, 1e3, "learning rate (the maximum for onecycle)"},  \
+    {"momentum", KP_PT_FLOAT, "0.9", NULL, 0, 1, "sgd momentum"},                               \
+    {"nesterov", KP_PT_BOOL, "false", NULL, 0, 0, "sgd: Nesterov momentum"},                    \
+    {"weight_decay", KP_PT_FLOAT, "0", NULL, 0, 10,                                             \
+     "L2 on conv and dense weights (decoupled for adamw)"},                                    \
+    {"schedule", KP_PT_ENUM, "constant", "constant|step|cosine|onecycle", 0, 0,                \
+     "learning-rate schedule over the epochs"},                                                \
+    {"step_epochs", KP_PT_INT, "10", NULL, 1, 100000, "step schedule: epochs between decays"},  \
+    {"gamma", KP_PT_FLOAT, "0.1", NULL, 0, 1, "step schedule: decay factor"}
+
 /* Reads a network model's optimiser and schedule keys (optimizer, lr,
  * momentum, nesterov, weight_decay, schedule, step_epochs, gamma; PyTorch's
  * Adam betas and eps, OneCycleLR's defaults) from validated params.
