@@ -170,6 +170,16 @@ static int images_check(kp_stage *st, const kp_config *cfg, char *err, size_t er
                        "from PNG files (masks: \"{id}_mask.png\") or one RLE column "
                        "(competition.target); competition.target names %d", cfg->path, st->line,
                        st->col, st->base ? st->base : st->name, c->n_targets);
+    static const char *const mask_keys[] = {"masks", "mask_dir", "mask_classes", "rle_order"};
+    for (int i = 0; !seg && st->opts && i < 4; i++) {
+        int line = 0, col = 0;   /* written in the YAML, not a default */
+        kp_params_where(st->opts, mask_keys[i], &line, &col);
+        if (line > 0)
+            return kp_errf(err, errlen, KP_ERR_CONFIG, "%s: masks are for task segmentation, "
+                           "the competition's task is %s", key_where(st, cfg, mask_keys[i], at,
+                                                                     sizeof at),
+                           kp_task_name(c->task));
+    }
     if (!seg && c->task != KP_TASK_MULTILABEL && c->n_targets != 1)
         return kp_errf(err, errlen, KP_ERR_CONFIG, "%s:%d:%d: stages.%s: task %s takes one target "
                        "column, competition.target names %d", cfg->path, st->line, st->col,

@@ -300,6 +300,22 @@ static void test_config_segmentation_needs_a_target_or_mask_files(void **state)
     free(dir);
 }
 
+static void test_config_mask_keys_on_a_non_segmentation_task_are_an_error(void **state)
+{
+    (void)state;
+    char *dir = kp_test_tmpdir(), err[KP_ERRLEN] = "";
+    kp_config *cfg = NULL;
+    const char *yaml =
+        "competition:\n  train: train.csv\n  test: test.csv\n  id: id\n  target: label\n"
+        "  task: multiclass\n  metric: accuracy\n"
+        "stages:\n  imgs: {type: images, train_dir: a, test_dir: b, masks: \"{id}_m.png\"}\n";
+    assert_int_equal(fx_load(dir, yaml, &cfg, err, sizeof err), KP_ERR_CONFIG);
+    assert_null(cfg);
+    assert_non_null(strstr(err, "stages.imgs.masks: masks are for task segmentation, the "
+                                "competition's task is multiclass"));
+    free(dir);
+}
+
 /* ---- post-processing ---- */
 
 static void test_postproc_apply_thresholds_then_drops_small_components(void **state)
@@ -786,6 +802,7 @@ KP_TEST_GROUP(seg_stages)
         cmocka_unit_test(test_images_stage_rle_column_decodes_in_the_configured_pixel_order),
         cmocka_unit_test(test_images_stage_bad_rle_names_file_line_column_and_id),
         cmocka_unit_test(test_config_segmentation_needs_a_target_or_mask_files),
+        cmocka_unit_test(test_config_mask_keys_on_a_non_segmentation_task_are_an_error),
         cmocka_unit_test(test_postproc_apply_thresholds_then_drops_small_components),
         cmocka_unit_test(test_postproc_apply_takes_the_argmax_of_classes_and_filters_each),
         cmocka_unit_test(test_postproc_search_beats_the_default_on_synthetic_oof),
