@@ -24,8 +24,7 @@ typedef struct load_job {
     id_result *res;
 } load_job;
 
-/* Writes dir/pattern with "{id}" replaced into buf; 0 or KP_ERR_ARG. */
-static int file_name(const char *dir, const char *pattern, const char *id, char *buf, size_t n)
+int kp_image_path(const char *dir, const char *pattern, const char *id, char *buf, size_t n)
 {
     const char *at = strstr(pattern, "{id}");
     int len = at ? snprintf(buf, n, "%s/%.*s%s%s", dir, (int)(at - pattern), pattern, id, at + 4)
@@ -38,7 +37,7 @@ static int read_one(const kp_image_set_opts *o, const char *pattern, const char 
                     kp_image *img, char *path, size_t pathlen, char *err, size_t errlen)
 {
     kp_image raw;
-    if (file_name(o->dir, pattern, id, path, pathlen) < 0)
+    if (kp_image_path(o->dir, pattern, id, path, pathlen) < 0)
         return kp_errf(err, errlen, KP_ERR_ARG, "id '%s': file name too long", id);
     int rc = kp_image_read_png(path, &raw, err, errlen);
     if (rc < 0)

@@ -26,6 +26,10 @@ typedef struct kp_image_set_opts {
     int threads;
 } kp_image_set_opts;
 
+/* Writes dir/pattern with "{id}" replaced by id into buf (n bytes); 0 or
+ * KP_ERR_ARG when it does not fit.  The file an id's pattern names. */
+int kp_image_path(const char *dir, const char *pattern, const char *id, char *buf, size_t n);
+
 /* Decodes ids[0..n) into *data (n * height * width * channels samples of
  * *depth bits: uint8_t or uint16_t; caller frees with free()); fills
  * *channels and *depth.  0 or a negative status. */

@@ -91,15 +91,6 @@ static int parse_size(const char *s, int *w, int *h)
     return 0;
 }
 
-/* Writes dir/pattern with "{id}" replaced by id into buf (as lib/image_set.c names files). */
-static int image_path(const char *dir, const char *pattern, const char *id, char *buf, size_t n)
-{
-    const char *at = strstr(pattern, "{id}");
-    int len = at ? snprintf(buf, n, "%s/%.*s%s%s", dir, (int)(at - pattern), pattern, id, at + 4)
-                 : snprintf(buf, n, "%s/%s", dir, pattern);
-    return len < 0 || (size_t)len >= n ? KP_ERR_ARG : 0;
-}
-
 /* The files a run reads. */
 typedef struct paths {
     char train_csv[PATH_LEN], test_csv[PATH_LEN], train_dir[PATH_LEN], test_dir[PATH_LEN];
@@ -221,7 +212,7 @@ static int list_images(const char *csv_path, const char *id, const char *dir,
     }
     for (size_t r = 0; r < kp_csv_rows(t) && rc == 0; r++)
         for (int k = 0; k < n_pat && rc == 0; k++)
-            if (image_path(dir, pat[k], kp_csv_get(t, r, (size_t)col), path, sizeof path) == 0)
+            if (kp_image_path(dir, pat[k], kp_csv_get(t, r, (size_t)col), path, sizeof path) == 0)
                 rc = kp_buf_printf(out, "%s\n", path);
     kp_csv_free(t);
     return rc;
@@ -332,7 +323,7 @@ static int check_files(run *r, const kp_csv *t, long col, const char *dir)
     for (size_t i = 0; i < kp_csv_rows(t); i++)
         for (int k = 0; k < r->n_pat; k++) {
             const char *id = kp_csv_get(t, i, (size_t)col);
-            if (image_path(dir, r->pat[k], id, path, sizeof path) < 0)
+            if (kp_image_path(dir, r->pat[k], id, path, sizeof path) < 0)
                 return kp_errf(r->err, r->errlen, KP_ERR_ARG, "id '%s': file name too long", id);
             if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
                 return kp_errf(r->err, r->errlen, KP_ERR_NOTFOUND,
@@ -352,7 +343,7 @@ static int image_size(run *r)
         return parse_size(size, &r->width, &r->height) < 0
                    ? kp_errf(r->err, r->errlen, KP_ERR_ARG, "images: size '%s' is not WxH", size)
                    : 0;
-    if (image_path(r->P.train_dir, r->pat[0], r->train_ids[0], path, sizeof path) < 0)
+    if (kp_image_path(r->P.train_dir, r->pat[0], r->train_ids[0], path, sizeof path) < 0)
         return kp_errf(r->err, r->errlen, KP_ERR_ARG, "images: file name too long");
     int rc = kp_image_read_png(path, &img, r->err, r->errlen);
     r->width = img.width;

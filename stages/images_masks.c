@@ -5,19 +5,11 @@
 #include "images_masks.h"
 #include "../lib/err.h"
 #include "../lib/image.h"
+#include "../lib/image_set.h"
 #include "../lib/mask.h"
 #include "../lib/parallel.h"
 
 #define PATH_LEN 4096
-
-/* dir/pattern with "{id}" replaced by id. */
-static int file_name(const char *dir, const char *pattern, const char *id, char *buf, size_t n)
-{
-    const char *at = strstr(pattern, "{id}");
-    int len = at ? snprintf(buf, n, "%s/%.*s%s%s", dir, (int)(at - pattern), pattern, id, at + 4)
-                 : snprintf(buf, n, "%s/%s", dir, pattern);
-    return len < 0 || (size_t)len >= n ? KP_ERR_ARG : 0;
-}
 
 /* Reads a PNG mask into *out (w x h bytes: 0/1, or the class), malloc'd. */
 static int read_png_mask(const kp_masks_opts *o, const char *id, uint8_t **out, int *w, int *h,
@@ -25,7 +17,7 @@ static int read_png_mask(const kp_masks_opts *o, const char *id, uint8_t **out, 
 {
     char path[PATH_LEN];
     kp_image img;
-    if (file_name(o->mask_dir, o->mask_pattern, id, path, sizeof path) < 0)
+    if (kp_image_path(o->mask_dir, o->mask_pattern, id, path, sizeof path) < 0)
         return kp_errf(err, errlen, KP_ERR_ARG, "id '%s': mask file name too long", id);
     int rc = kp_image_read_labels(path, &img, err, errlen);
     if (rc < 0)
@@ -64,7 +56,7 @@ static int read_rle_mask(const kp_masks_opts *o, int64_t i, const char *id, uint
                          int *w, int *h, char *err, size_t errlen)
 {
     char path[PATH_LEN], msg[KP_ERRLEN];
-    if (file_name(o->image_dir, o->image_pattern, id, path, sizeof path) < 0)
+    if (kp_image_path(o->image_dir, o->image_pattern, id, path, sizeof path) < 0)
         return kp_errf(err, errlen, KP_ERR_ARG, "id '%s': image file name too long", id);
     int rc = kp_image_png_size(path, w, h, err, errlen);
     if (rc < 0)
@@ -153,7 +145,7 @@ static void size_worker(void *data, size_t i, int tid)
     char path[PATH_LEN], msg[8];
     int w = 0, h = 0;
     (void)tid;
-    j->status[i] = file_name(j->dir, j->pattern, j->ids[i], path, sizeof path) < 0
+    j->status[i] = kp_image_path(j->dir, j->pattern, j->ids[i], path, sizeof path) < 0
                        ? KP_ERR_ARG : kp_image_png_size(path, &w, &h, msg, sizeof msg);
     j->sizes[2 * i] = w, j->sizes[2 * i + 1] = h;
 }
@@ -170,7 +162,7 @@ int kp_image_sizes(const char *dir, const char *pattern, const char *const *ids,
     for (int64_t i = 0; i < n && rc == 0; i++)
         if (status[i] < 0) {
             int w, h;
-            rc = file_name(dir, pattern, ids[i], path, sizeof path) < 0
+            rc = kp_image_path(dir, pattern, ids[i], path, sizeof path) < 0
                      ? kp_errf(err, errlen, KP_ERR_ARG, "id '%s': file name too long", ids[i])
                      : kp_image_png_size(path, &w, &h, err, errlen);
         }
