@@ -12,7 +12,9 @@ CC ?= cc
 BUILD ?= build
 OPT ?= -O2 -g
 SAN ?=
-PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash zlib
+PKGS = yaml-0.1 libpng libcurl openblas jansson libxxhash zlib libarchive libcrypto
+# The tests also run an HTTP server (tests/http_server.c) on libmicrohttpd.
+TEST_PKGS = libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # The kpipe binary loads OpenBLAS on first use (lib/blas.h): it links everything but it.
@@ -25,7 +27,8 @@ MAIN_SRC = pipeline/main.c pipeline/blas_lazy.c
 LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages/*.c models/*.c models/metrics/*.c models/nn/*.c)))
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
-TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/registry.o
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/http_server.o \
+    $(BUILD)/tests/registry.o
 VERSION = $(shell cat VERSION)
 
 .PHONY: all test demo asan bench bench-zoo fuzz install clean deps
@@ -57,7 +60,7 @@ $(BUILD)/tests/registry.o: $(BUILD)/tests/registry.c
 	$(CC) $(KP_CFLAGS) -Itests -c $< -o $@
 
 $(BUILD)/kpipe_tests: $(TEST_OBJ) $(BUILD)/libkpipe.a
-	$(CC) -o $@ $^ $(KP_LIBS) -lcmocka
+	$(CC) -o $@ $^ $(KP_LIBS) $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) -lcmocka
 
 # Tests run with the binary they test: KPIPE_BIN points end-to-end tests at it.
 test: deps

@@ -2,7 +2,8 @@
 # Installs the Debian packages kpipe needs to build and test, if any are missing:
 # with apt-get when root, with sudo otherwise, else lists them and fails.
 PKGS="gcc make pkg-config libyaml-dev libcsv-dev libopenblas-dev libpng-dev
-libcurl4-openssl-dev libjansson-dev libxxhash-dev libcmocka-dev zlib1g-dev python3
+libcurl4-openssl-dev libjansson-dev libxxhash-dev libcmocka-dev zlib1g-dev libarchive-dev libssl-dev
+libmicrohttpd-dev python3
 dataset-fashion-mnist"
 missing=""
 for p in $PKGS; do
