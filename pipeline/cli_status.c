@@ -1,13 +1,16 @@
-/* cli_status.c - `kpipe status`: each stage's state and cost, and the CV leaderboard. */
+/* cli_status.c - `kpipe status`: each stage's state and cost, the CV
+ * leaderboard, and the submissions' CV against the Kaggle leaderboard. */
 #include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "exec.h"
 #include "fs.h"
 #include "progress.h"
 #include "../lib/err.h"
+#include "../lib/ledger.h"
 #include "../models/metric.h"
 #include "../stages/artifact.h"
 #include "../stages/stage.h"
@@ -18,7 +21,9 @@ const char kp_help_status[] =
     "Prints each stage's state (up to date, stale, failed, never run) with the\n"
     "wall time, CPU time and peak memory of its tasks' last runs, and a\n"
     "leaderboard of the stages that make predictions, sorted by their\n"
-    "cross-validation score (mean +- std over folds).  Runs nothing.\n"
+    "cross-validation score (mean +- std over folds), and the last submissions\n"
+    "of each submit stage from its ledger (ledger.csv beside its output): CV\n"
+    "against the public and private leaderboard scores.  Runs nothing.\n"
     "\n"
     "options:\n"
     "  -h, --help   this help\n";
@@ -133,6 +138,100 @@ static void print_board(const kp_config *cfg)
     free(rows);
 }
 
+/* ---- submissions: the ledgers of the submit stages ---- */
+
+enum { LEDGER_ROWS = 10 };
+
+/* Copies s into out (n bytes) with control characters as spaces; "-" if empty. */
+static const char *cell(const char *s, char *out, size_t n, size_t width)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < n && i < width; i++)
+        out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? ' ' : s[i];
+    out[i] = 0;
+    return i ? out : "-";
+}
+
+/* Prints the last rows of file in l, oldest first. */
+static void print_ledger_rows(const kp_ledger *l, const char *file)
+{
+    int idx[LEDGER_ROWS], n = 0;
+    for (int i = kp_ledger_count(l) - 1; i >= 0 && n < LEDGER_ROWS; i--)
+        if (strcmp(kp_ledger_at(l, i)->file, file) == 0)
+            idx[n++] = i;
+    printf("  %-20s  %-8s  %-10s  %-10s  %-10s  %-12s  %s\n", "time", "event", "cv", "public",
+           "private", "ref", "message");
+    while (n-- > 0) {
+        const kp_ledger_row *r = kp_ledger_at(l, idx[n]);
+        char a[32], b[32], c[32], d[32], e[64];
+        printf("  %-20s  %-8s  %-10s  %-10s  %-10s  %-12s  %s\n", r->time, r->event,
+               cell(r->cv, a, sizeof a, 10), cell(r->public_score, b, sizeof b, 10),
+               cell(r->private_score, c, sizeof c, 10), cell(r->ref, d, sizeof d, 12),
+               cell(r->message, e, sizeof e, 60));
+    }
+}
+
+/* Notes when the newest `written` row of file has no upload of its prediction. */
+static void print_upload_note(const kp_ledger *l, const char *file)
+{
+    for (int i = kp_ledger_count(l) - 1; i >= 0; i--) {
+        const kp_ledger_row *r = kp_ledger_at(l, i);
+        if (strcmp(r->file, file) != 0 || strcmp(r->event, "written") != 0)
+            continue;
+        if (kp_ledger_find_upload(l, r->competition, r->prediction_hash) < 0)
+            printf("  note: the newest %s (written %s) has not been uploaded\n", file, r->time);
+        return;
+    }
+}
+
+/* Returns 1 when an earlier submit stage than i writes the same output. */
+static int output_seen(const kp_config *cfg, int i, const char *out)
+{
+    for (int j = 0; j < i; j++) {
+        const kp_stage *st = &cfg->stages[j];
+        char o[4200];
+        const char *rel = kp_params_str(st->opts, "output", "");
+        if (st->ops->output == KP_ART_SUBMISSION && *rel &&
+            kp_config_path(cfg, rel, o, sizeof o) == 0 && strcmp(o, out) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Prints the ledger rows of submit stage i's output; returns 1 if printed. */
+static int print_stage_ledger(const kp_config *cfg, int i, int printed)
+{
+    const kp_stage *st = &cfg->stages[i];
+    const char *rel = kp_params_str(st->opts, "output", "");
+    char out[4200], path[4300], err[KP_ERRLEN];
+    kp_ledger *l = NULL;
+    if (st->ops->output != KP_ART_SUBMISSION || !*rel ||
+        kp_config_path(cfg, rel, out, sizeof out) < 0 || output_seen(cfg, i, out) ||
+        kp_ledger_path_for(out, path, sizeof path) < 0 || access(path, F_OK) != 0)
+        return 0;
+    const char *slash = strrchr(out, '/'), *file = slash ? slash + 1 : out;
+    if (!printed)
+        printf("\nsubmissions (cv: %s out of fold; public, private: the Kaggle leaderboard):\n",
+               cfg->comp.metric);
+    printf("%s -> %s\n", st->name, path);
+    if (kp_ledger_read(path, &l, err, sizeof err) < 0)
+        printf("  cannot read the ledger: %s\n", err);
+    else {
+        print_ledger_rows(l, file);
+        print_upload_note(l, file);
+    }
+    kp_ledger_free(l);
+    return 1;
+}
+
+/* Prints the submissions of every submit stage that has a ledger. */
+static void print_submissions(const kp_config *cfg)
+{
+    int printed = 0;
+    for (int i = 0; i < cfg->n_stages; i++)
+        printed |= print_stage_ledger(cfg, i, printed);
+}
+
 static int status(kp_cli_ctx *ctx)
 {
     char err[KP_ERRLEN] = "";
@@ -150,6 +249,7 @@ static int status(kp_cli_ctx *ctx)
     if (rc == 0) {
         print_stages(ctx->cfg, rows);
         print_board(ctx->cfg);
+        print_submissions(ctx->cfg);
     }
     free(plans);
     free(rows);

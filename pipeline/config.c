@@ -12,6 +12,7 @@
 #include "../lib/err.h"
 #include "../lib/hash.h"
 #include "../models/metric.h"
+#include "../stages/contract.h"
 #include "../stages/stage.h"
 
 static const kp_keyspec comp_keys[] = {
@@ -188,7 +189,8 @@ static char *config_basename(const char *path)
     return strndup(b, n);
 }
 
-/* Resolves the path param key into *out; a missing file is an error. */
+/* Resolves the path param key into *out; a missing file is noted in
+ * c->absent (kp_cfg_check_absent fails unless a stage writes it). */
 static int comp_path(kp_cfgctx *c, const kp_params *p, const char *key, char **out)
 {
     const char *rel = kp_params_get(p, key);
@@ -201,11 +203,13 @@ static int comp_path(kp_cfgctx *c, const kp_params *p, const char *key, char **o
     if (kp_config_path(c->cfg, rel, abs, sizeof abs))
         return kp_errf(c->err, c->errlen, KP_ERR_CONFIG, "%s:%d:%d: competition.%s: path too long",
                        c->file, line, col, key);
-    if (stat(abs, &sb) != 0)
-        return kp_errf(c->err, c->errlen, KP_ERR_NOTFOUND,
-                       "%s:%d:%d: competition.%s: file not found: %s", c->file, line, col, key,
-                       abs);
-    if (!S_ISREG(sb.st_mode))
+    if (stat(abs, &sb) != 0) {
+        if (c->n_absent < 4) {
+            c->absent[c->n_absent].key = key;
+            c->absent[c->n_absent].line = line;
+            c->absent[c->n_absent++].col = col;
+        }
+    } else if (!S_ISREG(sb.st_mode))
         return kp_errf(c->err, c->errlen, KP_ERR_CONFIG,
                        "%s:%d:%d: competition.%s: not a regular file: %s", c->file, line, col,
                        key, abs);
@@ -305,19 +309,40 @@ fail:
     return rc;
 }
 
-/* Collects the competition keys (all but folds) into p and validates them. */
+/* Reads and checks the submission contract: mapping (node may be NULL: none). */
+static int comp_submission(kp_cfgctx *c, const yaml_node_t *node, kp_competition *comp)
+{
+    const char *names[16], *w = "competition.submission";
+    int n = 0, rc;
+    for (; kp_contract_keys[n].name && n < 16; n++)
+        names[n] = kp_contract_keys[n].name;
+    if (!node)
+        return 0;
+    if (!(comp->submission = kp_params_create()))
+        return kp_errf(c->err, c->errlen, KP_ERR_NOMEM, "out of memory");
+    if ((rc = kp_cy_want_map(c, node, w)) || (rc = kp_cy_check_keys(c, node, w, names, n)) ||
+        (rc = kp_cy_map_params(c, node, comp->submission, w, NULL)) ||
+        (rc = kp_params_validate(comp->submission, kp_contract_keys, c->file, w, c->err,
+                                 c->errlen)))
+        return rc;
+    return kp_contract_check_params(comp->submission, comp, c->file, c->err, c->errlen);
+}
+
+/* Collects the competition keys (all but folds and submission) into p and validates them. */
 static int comp_params(kp_cfgctx *c, const yaml_node_t *key, const yaml_node_t *node,
                        kp_params *p)
 {
+    static const char *const blocks[] = {"folds", "submission", NULL};
     const char *names[16];
     int n = 0, rc;
     for (; comp_keys[n].name; n++)
         names[n] = comp_keys[n].name;
     names[n++] = "folds";
+    names[n++] = "submission";
     if ((rc = kp_cy_want_map(c, node, "competition")) ||
         (rc = kp_cy_check_keys(c, node, "competition", names, n)))
         return rc;
-    if ((rc = kp_cy_map_params(c, node, p, "competition", "folds")) ||
+    if ((rc = kp_cy_map_params_except(c, node, p, "competition", blocks)) ||
         (rc = kp_cy_require(c, p, comp_keys, key, "competition")))
         return rc;
     return kp_params_validate(p, comp_keys, c->file, "competition", c->err, c->errlen);
@@ -355,7 +380,9 @@ static int load_competition(kp_cfgctx *c, const yaml_node_t *key, const yaml_nod
     comp->empty_score = kp_params_double(p, "empty_score", 1);
     if ((rc = comp_metric(c, p, comp)))
         goto fail;
-    rc = comp_folds(c, kp_cy_get(c, node, "folds", NULL), comp);
+    if ((rc = comp_folds(c, kp_cy_get(c, node, "folds", NULL), comp)))
+        goto fail;
+    rc = comp_submission(c, kp_cy_get(c, node, "submission", NULL), comp);
 fail:
     kp_params_free(p);
     return rc;
@@ -400,6 +427,50 @@ static int set_stage_dirs(kp_cfgctx *c)
     return rc;
 }
 
+/* Returns the competition file called key ("train", ...), or NULL. */
+static const char *comp_file(const kp_competition *m, const char *key)
+{
+    return !strcmp(key, "train") ? m->train : !strcmp(key, "test") ? m->test
+                                                                     : m->sample_submission;
+}
+
+/* Returns 1 when some stage lists path among its final outputs. */
+static int written_by_a_stage(const kp_config *cfg, const char *path)
+{
+    kp_buf out;
+    size_t n = strlen(path);
+    int hit = 0;
+    kp_buf_init(&out, 0);
+    for (int i = 0; i < cfg->n_stages && !hit; i++) {
+        const kp_stage *st = &cfg->stages[i];
+        kp_buf_reset(&out);
+        if (!st->ops->outputs || st->ops->outputs(st, cfg, -1, &out) < 0)
+            continue;
+        for (const char *l = kp_buf_str(&out); *l && !hit;) {
+            size_t len = strcspn(l, "\n");
+            hit = len == n && strncmp(l, path, n) == 0;
+            l += len + (l[len] != 0);
+        }
+    }
+    kp_buf_free(&out);
+    return hit;
+}
+
+/* A competition file missing at load is an error unless a stage (a fetch
+ * stage) writes it; the task graph then orders its readers after that stage. */
+static int check_absent(kp_cfgctx *c)
+{
+    for (int i = 0; i < c->n_absent; i++) {
+        const char *path = comp_file(&c->cfg->comp, c->absent[i].key);
+        if (!written_by_a_stage(c->cfg, path))
+            return kp_errf(c->err, c->errlen, KP_ERR_NOTFOUND,
+                           "%s:%d:%d: competition.%s: file not found: %s (and no stage, such as "
+                           "a fetch stage, writes it)", c->file, c->absent[i].line,
+                           c->absent[i].col, c->absent[i].key, path);
+    }
+    return 0;
+}
+
 static int load_root(kp_cfgctx *c)
 {
     static const char *const top[] = {"competition", "stages", "run_dir"};
@@ -418,9 +489,10 @@ static int load_root(kp_cfgctx *c)
                            comp ? "stages" : "competition");
     if ((rc = load_competition(c, ck, comp)) ||
         (rc = load_run_dir(c, kp_cy_get(c, root, "run_dir", NULL))) ||
-        (rc = kp_cfg_load_stages(c, sk, stages)) || (rc = set_stage_dirs(c)))
+        (rc = kp_cfg_load_stages(c, sk, stages)) || (rc = set_stage_dirs(c)) ||
+        (rc = kp_cfg_check_stages(c)))
         return rc;
-    return kp_cfg_check_stages(c);
+    return check_absent(c);
 }
 
 int kp_config_load_string(const char *path, const char *yaml, size_t len, kp_config **out,
@@ -500,6 +572,9 @@ int kp_config_competition_canonical(const kp_config *c, kp_buf *out)
                                kp_task_name(m->task), m->threshold);
     if (m->task == KP_TASK_SEGMENTATION)
         bad = bad || kp_buf_printf(out, "empty_score=%.17g\n", m->empty_score);
+    if (m->submission)   /* only when declared: other configs keep their cache keys */
+        bad = bad || kp_buf_adds(out, "submission={\n") ||
+              kp_params_canonical(m->submission, out) || kp_buf_adds(out, "}\n");
     return bad ? KP_ERR_NOMEM : 0;
 }
 
@@ -549,6 +624,7 @@ void kp_config_free(kp_config *c)
     free(m->targets);
     free(m->metric);
     free(m->folds.group);
+    kp_params_free(m->submission);
     free(c->path);
     free(c->dir);
     free(c->run_dir);

@@ -55,6 +55,9 @@ typedef struct kp_competition {
         char *group;                          /* group column or NULL */
         uint64_t seed;
     } folds;
+    kp_params *submission;                    /* the submission contract's keys
+                                                 (stages/contract.h), validated; NULL
+                                                 when the block is absent; owned */
 } kp_competition;
 
 typedef struct kp_stage {

@@ -18,6 +18,9 @@ typedef struct kp_cfgctx {
     const char *file;        /* the config path, for messages */
     char *err;
     size_t errlen;
+    /* competition files absent at load: fine if a stage (fetch) writes them */
+    struct { const char *key; int line, col; } absent[4];
+    int n_absent;
 } kp_cfgctx;
 
 /* Parses yaml into ctx->doc and checks it for duplicate keys, non-scalar keys
@@ -61,6 +64,10 @@ int kp_cy_set_param(kp_cfgctx *c, kp_params *p, const char *key, const yaml_node
 /* Stores every key of mapping map but skip (may be NULL) in p, as kp_cy_set_param. */
 int kp_cy_map_params(kp_cfgctx *c, const yaml_node_t *map, kp_params *p, const char *where,
                      const char *skip);
+
+/* The same, skipping every key of the NULL-terminated list skip (may be NULL). */
+int kp_cy_map_params_except(kp_cfgctx *c, const yaml_node_t *map, kp_params *p,
+                            const char *where, const char *const *skip);
 
 /* Fails with "WHERE: missing required key 'K'" at node for each required
  * key of spec absent from p. */

@@ -282,17 +282,27 @@ int kp_cy_set_param(kp_cfgctx *c, kp_params *p, const char *key, const yaml_node
     return rc;
 }
 
-int kp_cy_map_params(kp_cfgctx *c, const yaml_node_t *map, kp_params *p, const char *where,
-                     const char *skip)
+int kp_cy_map_params_except(kp_cfgctx *c, const yaml_node_t *map, kp_params *p,
+                            const char *where, const char *const *skip)
 {
     int rc = 0;
     for (yaml_node_pair_t *q = map->data.mapping.pairs.start;
          !rc && q < map->data.mapping.pairs.top; q++) {
         const char *k = kp_cy_scalar(kp_cy_node(c, q->key));
-        if (!skip || strcmp(k, skip) != 0)
+        int skipped = 0;
+        for (int i = 0; skip && skip[i] && !skipped; i++)
+            skipped = strcmp(k, skip[i]) == 0;
+        if (!skipped)
             rc = kp_cy_set_param(c, p, k, kp_cy_node(c, q->value), where);
     }
     return rc;
+}
+
+int kp_cy_map_params(kp_cfgctx *c, const yaml_node_t *map, kp_params *p, const char *where,
+                     const char *skip)
+{
+    const char *const list[] = {skip, NULL};
+    return kp_cy_map_params_except(c, map, p, where, list);
 }
 
 int kp_cy_require(kp_cfgctx *c, const kp_params *p, const kp_keyspec *spec,

@@ -20,8 +20,12 @@
  *               space-separated
  *   segmentation each test image's mask as the competition's RLE (or Dstl's
  *               WKT MULTIPOLYGON per image and class), submit_seg.c
- * Numbers are written "%.9g" in the C locale.  The same bytes go to the
- * output path and to DIR/submission.csv, each atomically.
+ * Numbers are written "%.9g" in the C locale.  The text is checked against
+ * the competition's submission contract (contract.h) before anything is
+ * written: a file that fails it is not written and the stage fails.  The same
+ * bytes then go to the output path and to DIR/submission.csv, each
+ * atomically, and a `written` row goes to the ledger beside the output
+ * (lib/ledger.h).
  */
 #include <locale.h>
 #include <math.h>
@@ -30,11 +34,15 @@
 #include <string.h>
 #include "stage.h"
 #include "artifact.h"
+#include "contract.h"
+#include "submit_upload.h"
 #include "submit_masks.h"
 #include "../lib/afile.h"
 #include "../lib/csv.h"
 #include "../lib/err.h"
 #include "../lib/gzip.h"
+#include "../lib/hash.h"
+#include "../lib/ledger.h"
 
 #define PATH_LEN 4096
 
@@ -57,6 +65,12 @@ static const kp_keyspec submit_keys[] = {
     {"grid_sizes", KP_PT_PATH, "", NULL, 0, 0,
      "WKT: CSV of id,Xmax,Ymin per image (Dstl's grid_sizes.csv) scaling pixels to the grid"},
     {"gzip", KP_PT_BOOL, "false", NULL, 0, 0, "write the output gzip-compressed"},
+    {"kaggle", KP_PT_STRING, "", NULL, 0, 0,
+     "upload the file to this Kaggle competition (once per distinct prediction)"},
+    {"message", KP_PT_STRING, "", NULL, 0, 0,
+     "kaggle: the submission's description (default: config, stage and CV)"},
+    {"reupload", KP_PT_BOOL, "false", NULL, 0, 0,
+     "kaggle: upload even a prediction the ledger shows uploaded already"},
     {"validate", KP_PT_BOOL, "true", NULL, 0, 0,
      "segmentation: first check that every train RLE string re-encodes identically"},
     {NULL, 0, NULL, NULL, 0, 0, NULL},
@@ -399,7 +413,77 @@ static int format_csv(const sub *s, char **text, size_t *len, char *err, size_t 
     return rc < 0 ? kp_errf(err, errlen, rc, "could not format the submission") : 0;
 }
 
-/* Writes the submission to the output path and DIR/submission.csv. */
+/* Checks the text meant for out against the competition's submission contract. */
+static int check_contract(const sub *s, const char *out, const char *text, size_t len,
+                          char *err, size_t errlen)
+{
+    kp_contract *c = NULL;
+    int rc = kp_contract_create(s->ctx->cfg, s->ctx->stage, (const char *const *)s->d->classes,
+                                s->d->n_classes, &c, err, errlen);
+    if (rc == 0)
+        rc = kp_contract_check(c, out, text, len, err, errlen);
+    if (rc == 0 && s->ctx->log)
+        fprintf(s->ctx->log, "the submission meets its contract\n");
+    kp_contract_free(c);
+    return rc;
+}
+
+/* Appends a `written` row for out (text: its uncompressed bytes) to the
+ * ledger in out's folder. */
+static int record(const sub *s, const char *out, const char *text, size_t len, char *err,
+                  size_t errlen)
+{
+    const kp_config *cfg = s->ctx->cfg;
+    const char *kaggle = kp_params_str(s->ctx->stage->opts, "kaggle", ""), *slash;
+    char path[PATH_LEN], now[32], cfg_hex[KP_HASH_HEXLEN], hex[KP_HASH_HEXLEN], cv[32] = "";
+    if (kp_ledger_path_for(out, path, sizeof path) < 0)
+        return kp_errf(err, errlen, KP_ERR_ARG, "%s: path too long for its ledger", out);
+    if (kp_ledger_now(now) < 0)
+        return kp_errf(err, errlen, KP_ERR_ARG, "KPIPE_NOW is not a time YYYY-MM-DDTHH:MM:SSZ");
+    kp_hash_hex(cfg->text_hash, cfg_hex);
+    kp_hash_hex(kp_hash_bytes(text, len), hex);
+    if (isfinite(s->p->oof_score))
+        snprintf(cv, sizeof cv, "%.6g", s->p->oof_score);
+    slash = strrchr(out, '/');
+    kp_ledger_row row = {.time = now, .event = "written",
+                         .competition = *kaggle ? (char *)kaggle : cfg->comp.name,
+                         .file = (char *)(slash ? slash + 1 : out), .config_hash = cfg_hex,
+                         .prediction_hash = hex, .cv = cv, .metric = cfg->comp.metric};
+    int rc = kp_ledger_append(path, &row, err, errlen);
+    if (rc == 0 && s->ctx->log)
+        fprintf(s->ctx->log, "recorded in %s\n", path);
+    return rc;
+}
+
+/* Uploads the file just written and checked to the stage's Kaggle competition. */
+static int upload(const sub *s, const char *out, char *err, size_t errlen)
+{
+    const kp_stage *st = s->ctx->stage;
+    char msg[512], cfg_hex[KP_HASH_HEXLEN];
+    const char *given = kp_params_str(st->opts, "message", "");
+    long ref = 0;
+    kp_hash_hex(s->ctx->cfg->text_hash, cfg_hex);
+    if (*given)
+        snprintf(msg, sizeof msg, "%s", given);
+    else
+        snprintf(msg, sizeof msg, "kpipe %s %s cv %s=%.6g", s->ctx->cfg->comp.name, st->name,
+                 s->ctx->cfg->comp.metric, s->p->oof_score);
+    kp_upload u = {.file = out, .competition = kp_params_str(st->opts, "kaggle", ""),
+                   .message = msg, .config_hash = cfg_hex,
+                   .force = kp_params_bool(st->opts, "reupload", 0), .log = s->ctx->log};
+    int rc = kp_upload_submission(&u, &ref, err, errlen);
+    if (rc == KP_ERR_MISMATCH) {   /* already uploaded: a re-run is not a failure */
+        if (s->ctx->log)
+            fprintf(s->ctx->log, "not uploaded: %s\n", err);
+        return 0;
+    }
+    if (rc == 0 && s->ctx->log)
+        fprintf(s->ctx->log, "uploaded %s to %s as submission %ld\n", out, u.competition, ref);
+    return rc;
+}
+
+/* Writes the submission to the output path and DIR/submission.csv once it
+ * meets the contract, then records it in the ledger. */
 static int write_outputs(const sub *s, char *err, size_t errlen)
 {
     char out[PATH_LEN], copy[PATH_LEN], *text = NULL;
@@ -410,6 +494,8 @@ static int write_outputs(const sub *s, char *err, size_t errlen)
                     kp_stage_artifact_path(st, copy, sizeof copy) < 0))
         rc = kp_errf(err, errlen, KP_ERR_ARG, "stage '%s': bad or too long output path",
                      st->name);
+    if (rc == 0)
+        rc = check_contract(s, out, text, len, err, errlen);
     if (rc == 0 && kp_params_bool(st->opts, "gzip", 0))
         rc = kp_gzip_file_atomic(out, text, len, err, errlen);
     else if (rc == 0)
@@ -418,6 +504,10 @@ static int write_outputs(const sub *s, char *err, size_t errlen)
         rc = kp_write_file_atomic(copy, text, len, err, errlen);
     if (rc == 0 && s->ctx->log)
         fprintf(s->ctx->log, "wrote %s (%zu rows)\n", out, kp_csv_rows(s->sample));
+    if (rc == 0)
+        rc = record(s, out, text, len, err, errlen);
+    if (rc == 0 && *kp_params_str(st->opts, "kaggle", ""))
+        rc = upload(s, out, err, errlen);
     free(text);
     return rc;
 }

@@ -64,6 +64,12 @@ static const bad_case bad_cases[] = {
      KP_ERR_CONFIG, "c.yaml:7:3: competition: unknown key 'metirc' (did you mean 'metric'?)"},
     {"unknown folds key", COMP "  folds: {kk: 3}\nstages:\n" PREP_FOLDS, KP_ERR_CONFIG,
      "c.yaml:8:11: competition.folds: unknown key 'kk' (did you mean 'k'?)"},
+    {"unknown submission key", COMP "  submission: {colums: [id, y]}\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG,
+     "c.yaml:8:16: competition.submission: unknown key 'colums' (did you mean 'columns'?)"},
+    {"submission ids not a choice", COMP "  submission: {ids: sorted}\nstages:\n" PREP_FOLDS,
+     KP_ERR_CONFIG, "c.yaml:8:21: competition.submission.ids: 'sorted' is not one of "
+                    "sample|set|any"},
     {"unknown stage key", COMP "stages:\n  prep:\n    type: preprocess\n    standardise: true\n",
      KP_ERR_CONFIG, "c.yaml:11:5: stages.prep: unknown key 'standardise' (did you mean 'standardize'?)"},
     {"k not a number", COMP "  folds: {k: five}\nstages:\n" PREP_FOLDS, KP_ERR_CONFIG,
@@ -486,6 +492,35 @@ static void test_config_competition_canonical_changes_with_folds(void **state)
     kp_config_free(b);
 }
 
+static void test_config_submission_block_is_validated_and_hashed_only_when_present(void **state)
+{
+    (void)state;
+    kp_config *a = NULL, *b = NULL;
+    char err[KP_ERRLEN] = "";
+    assert_loaded(load(COMP "stages:\n  prep: {type: preprocess}\n", &a, err), err);
+    assert_loaded(load(COMP "  submission: {columns: [id, y], ids: set}\n"
+                       "stages:\n  prep: {type: preprocess}\n", &b, err), err);
+    assert_null(a->comp.submission);
+    assert_string_equal(kp_params_get(b->comp.submission, "ids"), "set");
+    assert_string_equal(kp_params_get(b->comp.submission, "values"), "auto");   /* default */
+    kp_buf x, y;
+    kp_buf_init(&x, 0);
+    kp_buf_init(&y, 0);
+    assert_int_equal(kp_config_competition_canonical(a, &x), 0);
+    assert_int_equal(kp_config_competition_canonical(b, &y), 0);
+    /* without the block, the text (and so every cache key) is what it always was */
+    assert_string_equal(kp_buf_str(&x), "beta=1\nfolds.group=\nfolds.k=5\nfolds.kind=stratified\n"
+                        "folds.repeats=1\nfolds.seed=42\nid=id\nmetric=auc\nname=c\n"
+                        "target=[y]\ntask=binary\nthreshold=0.5\n");
+    assert_int_equal(strncmp(kp_buf_str(&y), kp_buf_str(&x), x.len), 0);
+    assert_string_equal(kp_buf_str(&y) + x.len,
+                        "submission={\ncolumns=[id,y]\nids=set\nvalues=auto\n}\n");
+    kp_buf_free(&x);
+    kp_buf_free(&y);
+    kp_config_free(a);
+    kp_config_free(b);
+}
+
 static void test_config_missing_file_is_an_io_error(void **state)
 {
     (void)state;
@@ -590,6 +625,7 @@ KP_TEST_GROUP(config)
         cmocka_unit_test(test_config_defaults_are_filled),
         cmocka_unit_test(test_config_competition_values_are_read),
         cmocka_unit_test(test_config_competition_canonical_changes_with_folds),
+        cmocka_unit_test(test_config_submission_block_is_validated_and_hashed_only_when_present),
         cmocka_unit_test(test_config_missing_file_is_an_io_error),
         cmocka_unit_test(test_config_suggest_finds_near_typos_only),
         cmocka_unit_test(test_config_params_validate_fills_defaults_and_keeps_given),
