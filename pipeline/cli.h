@@ -81,9 +81,10 @@ int kp_cmd_status(int argc, char **argv);
 int kp_cmd_clean(int argc, char **argv);
 int kp_cmd_models(int argc, char **argv);
 int kp_cmd_predict(int argc, char **argv);
+int kp_cmd_kaggle(int argc, char **argv);
 
 /* Help texts of the commands (for `kpipe COMMAND --help` and `kpipe help`). */
 extern const char kp_help_run[], kp_help_plan[], kp_help_dag[], kp_help_status[],
-    kp_help_clean[], kp_help_models[], kp_help_predict[];
+    kp_help_clean[], kp_help_models[], kp_help_predict[], kp_help_kaggle[];
 
 #endif

@@ -328,6 +328,22 @@ static void block_users(exec *e, int i)
     }
 }
 
+/* Appends the task's own error (its log's last "kpipe: " line) to the failures. */
+static int add_task_error(exec *e, const kp_task *t)
+{
+    char *text = NULL, err[KP_ERRLEN];
+    size_t len = 0;
+    if (!t->log_path || e->fs->ops->read(e->fs, t->log_path, &text, &len, err, sizeof err) < 0)
+        return 0;
+    const char *hit = NULL;
+    for (const char *p = text; (p = strstr(p, "kpipe: ")); p++)
+        if (p == text || p[-1] == '\n')
+            hit = p;
+    int rc = hit ? kp_buf_printf(&e->failures, "\n    %.*s", (int)strcspn(hit, "\n"), hit) : 0;
+    free(text);
+    return rc;
+}
+
 static void fail(exec *e, int i, int exit_status)
 {
     const kp_task *t = T(e, i);
@@ -340,6 +356,8 @@ static void fail(exec *e, int i, int exit_status)
                                : kp_buf_printf(&e->failures, "  %s: exit %d", t->id, exit_status);
     if (rc == 0 && t->log_path)
         rc = kp_buf_printf(&e->failures, "; log: %s", t->log_path);
+    if (rc == 0 && exit_status > 0)
+        rc = add_task_error(e, t);
     if (rc == 0)
         rc = kp_buf_adds(&e->failures, "\n");
     (void)rc;   /* a summary line lost to memory pressure is not worth failing over */

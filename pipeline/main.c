@@ -28,6 +28,7 @@ static const command commands[] = {
     {"clean", kp_cmd_clean, kp_help_clean, "remove the run directory's contents"},
     {"models", kp_cmd_models, kp_help_models, "list the models and their parameters"},
     {"predict", kp_cmd_predict, kp_help_predict, "predict with a saved checkpoint"},
+    {"kaggle", kp_cmd_kaggle, kp_help_kaggle, "download data, submit, list submissions and scores"},
 };
 
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -4,7 +4,7 @@
 
 extern const kp_stage_ops kp_stage_preprocess, kp_stage_folds, kp_stage_train,
     kp_stage_stack, kp_stage_submit, kp_stage_command, kp_stage_images;
-extern const kp_stage_ops kp_stage_tta;
+extern const kp_stage_ops kp_stage_tta, kp_stage_fetch;
 
 static const kp_stage_ops *const registry[] = {
     &kp_stage_preprocess,
@@ -15,6 +15,7 @@ static const kp_stage_ops *const registry[] = {
     &kp_stage_command,
     &kp_stage_images,
     &kp_stage_tta,
+    &kp_stage_fetch,
 };
 
 #define N_STAGE_TYPES ((int)(sizeof registry / sizeof registry[0]))
