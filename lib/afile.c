@@ -216,3 +216,42 @@ fail:
     free(data);
     return rc;
 }
+
+int kp_read_chunks(const char *path, void (*fn)(void *arg, const void *p, size_t n), void *arg,
+                   char *err, size_t errlen)
+{
+    enum { CHUNK = 1 << 16 };
+    char *chunk = malloc(CHUNK);
+    FILE *f = chunk ? fopen(path, "rb") : NULL;
+    size_t n;
+    int rc = 0;
+    if (!chunk)
+        return kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", path);
+    if (!f) {
+        rc = kp_errf(err, errlen, KP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        free(chunk);
+        return rc;
+    }
+    while ((n = fread(chunk, 1, CHUNK, f)) > 0)
+        fn(arg, chunk, n);
+    if (ferror(f))
+        rc = kp_errf(err, errlen, KP_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    fclose(f);
+    free(chunk);
+    return rc;
+}
+
+int kp_write_all(int fd, const void *p, size_t n)
+{
+    const char *b = p;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}

@@ -32,6 +32,12 @@ int kp_write_file_atomic(const char *path, const void *data, size_t n,
 /* Creates a directory and its parents (like mkdir -p); 0 or KP_ERR_IO. */
 int kp_mkdirs(const char *path, char *err, size_t errlen);
 
+/* Feeds a whole file to fn(arg, bytes, n) in 64 KiB chunks; 0, or KP_ERR_IO /
+ * KP_ERR_NOMEM with the path in err. */
+int kp_read_chunks(const char *path, void (*fn)(void *arg, const void *p, size_t n), void *arg,
+                   char *err, size_t errlen);
+/* Writes n bytes to fd, retrying short writes and EINTR; 0, or -1 with errno set. */
+int kp_write_all(int fd, const void *p, size_t n);
 /* Reads a whole file into a NUL-terminated heap buffer (*out, caller frees). */
 int kp_read_file(const char *path, char **out, size_t *len, char *err, size_t errlen);
 

@@ -229,21 +229,6 @@ static int first_write(dl_xfer *x)
     return 0;
 }
 
-/* Writes n bytes at the end of the .part; 0 or -1 (errno). */
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* CURLOPT_WRITEFUNCTION: a 2xx body appends to the .part; another keeps its message. */
 static size_t dl_on_write(char *p, size_t size, size_t nmemb, void *arg)
 {
@@ -256,7 +241,7 @@ static size_t dl_on_write(char *p, size_t size, size_t nmemb, void *arg)
     }
     if (!x->first_seen && first_write(x) < 0)
         return 0;
-    if (write_all(x->fd, p, n) < 0) {
+    if (kp_write_all(x->fd, p, n) < 0) {
         x->werr = errno ? errno : EIO;
         return 0;
     }

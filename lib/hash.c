@@ -1,5 +1,6 @@
 /* hash.c - content hashes (XXH3-128 from Debian's libxxhash). */
 #include "hash.h"
+#include "afile.h"
 #include "err.h"
 
 #include <errno.h>
@@ -8,7 +9,6 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define KP_HASH_CHUNK ((size_t)1 << 20)
 
 struct kp_hasher { XXH3_state_t *st; };
 
@@ -62,35 +62,20 @@ kp_hash kp_hash_bytes(const void *p, size_t n)
     return from_xxh(XXH3_128bits(n ? p : &empty, n));
 }
 
+/* kp_read_chunks' callback: feeds a hasher. */
+static void add_chunk(void *h, const void *p, size_t n)
+{
+    kp_hasher_add(h, p, n);
+}
+
 int kp_hash_file(const char *path, kp_hash *out, char *err, size_t errlen)
 {
-    int rc = KP_ERR_NOMEM;
-    char *chunk = malloc(KP_HASH_CHUNK);
     kp_hasher *h = kp_hasher_create();
-    FILE *f = NULL;
-    if (!chunk || !h) {
-        kp_errf(err, errlen, rc, "%s: out of memory while hashing", path);
-        goto fail;
-    }
-    rc = KP_ERR_IO;
-    if (!(f = fopen(path, "rb"))) {
-        kp_errf(err, errlen, rc, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
-    size_t n;
-    while ((n = fread(chunk, 1, KP_HASH_CHUNK, f)) > 0)
-        kp_hasher_add(h, chunk, n);
-    if (ferror(f)) {
-        kp_errf(err, errlen, rc, "%s: read error: %s", path, strerror(errno));
-        goto fail;
-    }
-    *out = kp_hasher_digest(h);
-    rc = 0;
-fail:
-    if (f)
-        fclose(f);
+    int rc = h ? kp_read_chunks(path, add_chunk, h, err, errlen)
+               : kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory while hashing", path);
+    if (rc == 0)
+        *out = kp_hasher_digest(h);
     kp_hasher_free(h);
-    free(chunk);
     return rc;
 }
 

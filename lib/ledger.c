@@ -290,20 +290,6 @@ static int lock_ledger(const char *path, int *fd, char *err, size_t errlen)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Fsyncs the folder holding path (so a new file's name is durable). */
 static void sync_dir(const char *path)
 {
@@ -335,7 +321,7 @@ static int append_locked(const char *path, kp_buf *line, char *err, size_t errle
                     (len > 0 && text[len - 1] != '\n' && kp_buf_add(&b, "\n", 1) < 0) ||
                     kp_buf_add(&b, line->data, line->len) < 0))
         rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
-    if (rc == 0 && (write_all(fd, b.data, b.len) < 0 || fsync(fd) != 0))
+    if (rc == 0 && (kp_write_all(fd, b.data, b.len) < 0 || fsync(fd) != 0))
         rc = kp_errf(err, errlen, KP_ERR_IO, "%s: cannot append: %s", path, strerror(errno));
     if (rc == 0 && len == 0)
         sync_dir(path);

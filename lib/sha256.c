@@ -1,5 +1,6 @@
 /* sha256.c - SHA-256 digests on OpenSSL's EVP API. */
 #include "sha256.h"
+#include "afile.h"
 #include "err.h"
 
 #include <ctype.h>
@@ -59,35 +60,20 @@ void kp_sha256_hex(kp_sha256 *s, char hex[KP_SHA256_HEXLEN])
     hex[64] = 0;
 }
 
+/* kp_read_chunks' callback: feeds a digest. */
+static void add_chunk(void *s, const void *p, size_t n)
+{
+    kp_sha256_add(s, p, n);
+}
+
 int kp_sha256_file(const char *path, char hex[KP_SHA256_HEXLEN], char *err, size_t errlen)
 {
-    int rc = KP_ERR_NOMEM;
-    char *chunk = malloc(1 << 16);
     kp_sha256 *s = kp_sha256_create();
-    FILE *f = NULL;
-    if (!chunk || !s) {
-        kp_errf(err, errlen, rc, "%s: out of memory", path);
-        goto fail;
-    }
-    rc = KP_ERR_IO;
-    if (!(f = fopen(path, "rb"))) {
-        kp_errf(err, errlen, rc, "%s: cannot open: %s", path, strerror(errno));
-        goto fail;
-    }
-    size_t n;
-    while ((n = fread(chunk, 1, 1 << 16, f)) > 0)
-        kp_sha256_add(s, chunk, n);
-    if (ferror(f)) {
-        kp_errf(err, errlen, rc, "%s: cannot read: %s", path, strerror(errno));
-        goto fail;
-    }
-    kp_sha256_hex(s, hex);
-    rc = 0;
-fail:
-    if (f)
-        fclose(f);
+    int rc = s ? kp_read_chunks(path, add_chunk, s, err, errlen)
+               : kp_errf(err, errlen, KP_ERR_NOMEM, "%s: out of memory", path);
+    if (rc == 0)
+        kp_sha256_hex(s, hex);
     kp_sha256_free(s);
-    free(chunk);
     return rc;
 }
 
