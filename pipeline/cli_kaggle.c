@@ -16,6 +16,7 @@
 const char kp_help_kaggle[] =
     "usage: kpipe kaggle download COMPETITION [-o DIR] [-f FILE]... [--force]\n"
     "       kpipe kaggle submit FILE -c COMPETITION -m MESSAGE [--config CONFIG] [--force]\n"
+    "                           [--dry-run]\n"
     "       kpipe kaggle submissions COMPETITION [--ledger LEDGER]\n"
     "\n"
     "download    fetches a competition's data into DIR (default: the current folder):\n"
@@ -26,7 +27,8 @@ const char kp_help_kaggle[] =
     "            against the competition's submission contract and refused if it\n"
     "            fails.  A prediction the ledger (ledger.csv beside FILE) shows already\n"
     "            uploaded to COMPETITION is refused unless --force.  The upload is\n"
-    "            recorded in the ledger.\n"
+    "            recorded in the ledger.  --dry-run does every check (contract, ledger)\n"
+    "            and prints the contract, without credentials or network.\n"
     "submissions lists your submissions with their scores, newest first, and writes\n"
     "            the public and private scores into the ledger (default\n"
     "            submissions/ledger.csv) for the uploads it recorded.\n"
@@ -44,18 +46,19 @@ const char kp_help_kaggle[] =
     "      --config CONFIG     submit: check FILE against this config's contract\n"
     "      --ledger LEDGER     submissions: the ledger to update\n"
     "      --force             download again / upload an identical prediction again\n"
+    "      --dry-run           submit: check only, upload nothing\n"
     "      --endpoint URL      the API endpoint (default https://api.kaggle.com)\n"
     "  -v, --verbose           print the HTTP requests and answers (secrets redacted)\n"
     "  -h, --help              this help\n";
 
-enum { OPT_CONFIG = 1000, OPT_LEDGER, OPT_FORCE, OPT_ENDPOINT };
+enum { OPT_CONFIG = 1000, OPT_LEDGER, OPT_FORCE, OPT_ENDPOINT, OPT_DRY_RUN };
 
 #define MAX_FILES 256
 
 typedef struct kaggle_args {
     const char *dir, *competition, *message, *config, *ledger, *endpoint;
     const char *files[MAX_FILES];
-    int n_files, force, verbose;
+    int n_files, force, verbose, dry_run;
 } kaggle_args;
 
 static int on_kaggle_opt(int opt, const char *arg, void *data)
@@ -69,6 +72,7 @@ static int on_kaggle_opt(int opt, const char *arg, void *data)
     case OPT_CONFIG: a->config = arg; return 0;
     case OPT_LEDGER: a->ledger = arg; return 0;
     case OPT_FORCE: a->force = 1; return 0;
+    case OPT_DRY_RUN: a->dry_run = 1; return 0;
     case OPT_ENDPOINT: a->endpoint = arg; return 0;
     case 'f':
         if (a->n_files == MAX_FILES)
@@ -88,6 +92,7 @@ static const struct option kaggle_longopts[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"ledger", required_argument, NULL, OPT_LEDGER},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"endpoint", required_argument, NULL, OPT_ENDPOINT},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -163,6 +168,40 @@ static int load_contract(const char *config, const char *file, kp_contract **out
     return rc;
 }
 
+/* --dry-run: the contract and ledger checks of an upload, without one. */
+static int dry_run(const kaggle_args *a, const char *file, const kp_contract *c, char *err,
+                   size_t errlen)
+{
+    char ledger[4096], hash[KP_HASH_HEXLEN];
+    kp_ledger *l = NULL;
+    kp_buf rules;
+    int rc = 0;
+    kp_buf_init(&rules, 0);
+    if (c && ((rc = kp_contract_check_file(c, file, err, errlen)) < 0 ||
+              (rc = kp_contract_describe(c, &rules)) < 0))
+        goto done;
+    if (kp_ledger_path_for(file, ledger, sizeof ledger) < 0) {
+        rc = kp_errf(err, errlen, KP_ERR_ARG, "%s: path too long", file);
+        goto done;
+    }
+    if ((rc = kp_ledger_file_hash(file, hash, err, errlen)) < 0 ||
+        (rc = kp_ledger_read(ledger, &l, err, errlen)) < 0)
+        goto done;
+    if (c)
+        printf("%s meets the contract:\n%s", file, kp_buf_str(&rules));
+    int i = kp_ledger_find_upload(l, a->competition, hash);
+    if (i >= 0 && !a->force)
+        printf("it would NOT be uploaded: the same prediction went up as ref %s at %s "
+               "(--force uploads it again)\n", kp_ledger_at(l, i)->ref, kp_ledger_at(l, i)->time);
+    else
+        printf("it would be uploaded to %s as \"%s\" (prediction %s)\n", a->competition,
+               a->message, hash);
+done:
+    kp_ledger_free(l);
+    kp_buf_free(&rules);
+    return rc;
+}
+
 static int do_submit(const kaggle_args *a, const char *file)
 {
     char err[KP_ERRLEN] = "", hash[KP_HASH_HEXLEN] = "";
@@ -173,12 +212,18 @@ static int do_submit(const kaggle_args *a, const char *file)
                             "required");
     int rc = a->config ? load_contract(a->config, file, &c, hash, err, sizeof err) : 0;
     if (rc == 0 && !a->config)
-        fprintf(stderr, "kpipe: kaggle submit: no --config: %s is uploaded without a contract "
-                "check\n", file);
+        fprintf(stderr, "kpipe: kaggle submit: no --config: %s is %s without a contract "
+                "check\n", file, a->dry_run ? "checked" : "uploaded");
     kp_upload u = {.file = file, .competition = a->competition, .message = a->message,
                    .contract = c, .config_hash = a->config ? hash : NULL,
                    .endpoint = a->endpoint, .force = a->force, .log = stderr, .tty = isatty(2),
                    .verbose = a->verbose ? stderr : NULL};
+    if (rc == 0 && a->dry_run) {
+        rc = dry_run(a, file, c, err, sizeof err);
+        kp_contract_free(c);
+        return rc < 0 ? kp_cli_error(kp_cli_exit_code(rc), "kaggle submit: %s", err)
+                      : KP_EXIT_OK;
+    }
     if (rc == 0)
         rc = kp_upload_submission(&u, &ref, err, sizeof err);
     kp_contract_free(c);

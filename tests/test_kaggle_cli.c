@@ -177,6 +177,15 @@ static void test_kaggle_config_goes_from_empty_folder_to_scored_submission(void 
     assert_non_null(strstr(out, "already uploaded"));
     free(out);
     assert_int_equal(ts_submission_count(s), 1);
+    /* --dry-run: every check, the contract printed, no request, no credentials */
+    ts_clear_requests(s);
+    assert_int_equal(kpipe_at(s, dir, "env -u KAGGLE_API_TOKEN", "kaggle submit "
+                              "submissions/titanic-kaggle.csv -c titanic -m again --dry-run "
+                              "--config configs/titanic-kaggle.yaml", &out), 0);
+    assert_non_null(strstr(out, "meets the contract"));
+    assert_non_null(strstr(out, "would NOT be uploaded"));
+    assert_int_equal(ts_request_count(s), 0);
+    free(out);
     assert_int_equal(kpipe_at(s, dir, NULL, "kaggle submit submissions/titanic-kaggle.csv -c "
                               "titanic -m again --force", &out), 0);
     free(out);
