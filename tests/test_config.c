@@ -47,6 +47,22 @@ static int load(const char *yaml, kp_config **cfg, char *err)
 #define assert_loaded(rc, err) \
     do { if ((rc) != 0) fail_msg("load failed with %d: %s", (rc), (err)); } while (0)
 
+/* A competition file that does not exist yet is fine when a fetch stage provides it. */
+static void test_config_competition_file_may_come_from_a_fetch_stage(void **state)
+{
+    (void)state;
+    char err[KP_ERRLEN] = "";
+    kp_config *cfg = NULL;
+    int rc = load("competition:\n  train: d/train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+                  "  task: binary\n  metric: auc\nstages:\n"
+                  "  data: {type: fetch, dir: d, files: ['http://h/train.csv'], "
+                  "provides: [train.csv]}\n"
+                  "  prep: {type: preprocess, needs: [data]}\n", &cfg, err);
+    assert_loaded(rc, err);
+    assert_non_null(strstr(cfg->comp.train, "/d/train.csv"));
+    kp_config_free(cfg);
+}
+
 /* ---- bad configs: status and message (with FILE:LINE:COL) ---- */
 
 typedef struct bad_case {
@@ -103,6 +119,11 @@ static const bad_case bad_cases[] = {
     {"missing train file",
      "competition:\n  train: nope.csv\n  test: test.csv\n  id: id\n  target: y\n"
      "  task: binary\n  metric: auc\nstages:\n" PREP_FOLDS,
+     KP_ERR_NOTFOUND, "c.yaml:2:10: competition.train: file not found: /"},
+    {"missing train file that no fetch stage provides",
+     "competition:\n  train: d/nope.csv\n  test: test.csv\n  id: id\n  target: y\n"
+     "  task: binary\n  metric: auc\nstages:\n"
+     "  data: {type: fetch, dir: d, files: ['http://h/x.csv'], provides: [other.csv]}\n",
      KP_ERR_NOTFOUND, "c.yaml:2:10: competition.train: file not found: /"},
     {"unknown stage type", COMP "stages:\n  m: {type: trian, model: logistic}\n", KP_ERR_CONFIG,
      "c.yaml:9:13: stages.m.type: unknown stage type 'trian' (did you mean 'train'?)"},
@@ -611,6 +632,7 @@ static void test_config_params_list_and_canonical_sorted(void **state)
 KP_TEST_GROUP(config)
 {
     const struct CMUnitTest t[] = {
+        cmocka_unit_test(test_config_competition_file_may_come_from_a_fetch_stage),
         cmocka_unit_test(test_config_bad_configs_fail_with_status_and_located_message),
         cmocka_unit_test(test_config_matrix_expands_in_key_order_last_key_fastest),
         cmocka_unit_test(test_config_needs_on_matrix_base_names_every_expansion),
