@@ -28,7 +28,7 @@ LIB_SRC = $(filter-out $(MAIN_SRC),$(sort $(wildcard lib/*.c pipeline/*.c stages
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/harness.o $(BUILD)/tests/http_server.o \
-    $(BUILD)/tests/registry.o
+    $(BUILD)/tests/http_server_kaggle.o $(BUILD)/tests/registry.o
 VERSION = $(shell cat VERSION)
 
 .PHONY: all test demo asan bench bench-zoo fuzz install clean deps
@@ -80,7 +80,7 @@ demo: deps
 # Coverage-guided fuzzing of the hostile-input readers (clang + libFuzzer;
 # not part of test): FUZZ_SECONDS per harness, corpora seeded from the repo.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = safetensors csv config
+FUZZ_TARGETS = safetensors csv config ledger unpack
 fuzz:
 	@mkdir -p build-fuzz
 	@for f in $(FUZZ_TARGETS); do \
@@ -88,11 +88,16 @@ fuzz:
 	        -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) tests/fuzz/fuzz_$$f.c $(LIB_SRC) \
 	        -o build-fuzz/fuzz_$$f $(PKG_LIBS) -lcsv -lm -lpthread || exit 1; \
 	    mkdir -p build-fuzz/corpus_$$f; done
+	@mkdir -p build-fuzz/corpus_csv build-fuzz/corpus_config build-fuzz/corpus_safetensors \
+	    build-fuzz/corpus_ledger build-fuzz/corpus_unpack
 	@cp data/*/*.csv build-fuzz/corpus_csv/ 2>/dev/null; cp configs/*.yaml build-fuzz/corpus_config/
 	@cp tests/fuzz/seeds/*.safetensors build-fuzz/corpus_safetensors/ 2>/dev/null; true
+	@cp tests/fuzz/seeds/ledger.csv build-fuzz/corpus_ledger/
+	@cp tests/fuzz/seeds/*.zip tests/fuzz/seeds/*.tar tests/fuzz/seeds/*.tar.gz build-fuzz/corpus_unpack/
 	@for f in $(FUZZ_TARGETS); do \
 	    ./build-fuzz/fuzz_$$f -max_len=8192 -max_total_time=$(FUZZ_SECONDS) \
-	        build-fuzz/corpus_$$f 2>&1 | tail -3 || exit 1; done
+	        -artifact_prefix=build-fuzz/ build-fuzz/corpus_$$f > build-fuzz/fuzz_$$f.log 2>&1; \
+	    rc=$$?; tail -3 build-fuzz/fuzz_$$f.log; [ $$rc = 0 ] || exit 1; done
 
 bench: kpipe
 	sh bench/run.sh
