@@ -46,8 +46,9 @@ typedef struct unpacker {
     int rootfd;             /* the temporary folder */
     int64_t max_bytes, max_entries;
     int64_t bytes, entries; /* so far */
-    kp_buf files;           /* regular files, one per line */
+    kp_buf files;           /* regular files, one per line, each once */
     const char *entry;      /* raw name of the current entry (borrowed) */
+    const char *path;       /* its cleaned name (borrowed), once checked */
     char *err;
     size_t errlen;
 } unpacker;
@@ -212,8 +213,25 @@ static int open_parent(unpacker *u, char *path, int create, int *fd, char **leaf
     return 0;
 }
 
-/* Clears the way for a non-folder leaf: removes an earlier file or link of
- * that name; a folder there is refused. */
+/* Drops the current entry's path from the files list (the earlier file of
+ * that name is being replaced: by a folder, a link, or a later copy). */
+static void forget_file(unpacker *u)
+{
+    size_t n = strlen(u->path);
+    char *d = u->files.data;
+    for (size_t at = 0, k; d && at < u->files.len; at += k + 1) {
+        k = strcspn(d + at, "\n");
+        if (k == n && memcmp(d + at, u->path, n) == 0) {
+            memmove(d + at, d + at + n + 1, u->files.len - at - n);   /* the NUL too */
+            u->files.len -= n + 1;
+            return;
+        }
+    }
+}
+
+/* Clears the way for the current entry's leaf: removes an earlier file or
+ * link of that name (a file also leaves the files list); a folder there is
+ * refused. */
 static int clear_leaf(unpacker *u, int fd, const char *leaf)
 {
     struct stat sb;
@@ -223,6 +241,8 @@ static int clear_leaf(unpacker *u, int fd, const char *leaf)
         return refuse(u, KP_ERR_FORMAT, "would replace the folder of an earlier entry; refused");
     if (unlinkat(fd, leaf, 0) != 0)
         return refuse(u, KP_ERR_IO, "cannot replace an earlier entry: %s", strerror(errno));
+    if (S_ISREG(sb.st_mode))
+        forget_file(u);
     return 0;
 }
 
@@ -393,6 +413,7 @@ static int unpack_entry(unpacker *u, struct archive_entry *e)
     int fd = -1, rc;
     if ((rc = check_entry(u, e, &path)) < 0 || !*path)
         goto fail;      /* "./" and the like: the root itself */
+    u->path = path;
     const char *hard = archive_entry_hardlink(e);
     mode_t type = archive_entry_filetype(e);
     if ((rc = open_parent(u, path, 1, &fd, &leaf)) < 0)
@@ -411,6 +432,7 @@ static int unpack_entry(unpacker *u, struct archive_entry *e)
 fail:
     if (fd >= 0 && fd != u->rootfd)
         close(fd);
+    u->path = NULL;
     free(path);
     return rc;
 }

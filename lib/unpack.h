@@ -26,7 +26,9 @@ int kp_unpack_is_archive(const char *name);
 
 /* Unpacks archive into dir (created if missing; existing files of the same
  * names are replaced).  files (may be NULL) gets the relative path of every
- * regular file unpacked, one per line, in archive order. */
+ * regular file unpacked, one per line, in archive order, each path once at
+ * its last write: a file that a later entry replaced (by a folder, a link or
+ * another copy) leaves the list. */
 int kp_unpack(const char *archive, const char *dir, const kp_unpack_limits *lim,
               kp_buf *files, char *err, size_t errlen);
 

@@ -438,6 +438,32 @@ static void test_unpack_hard_link_to_earlier_file_allowed_and_listed(void **stat
     free(arcdir);
 }
 
+static void test_unpack_files_list_drops_entries_a_later_entry_replaced(void **state)
+{
+    (void)state;
+    const ent e[] = {
+        {'f', "data", "a file first", 0, 0},   /* replaced by a folder */
+        {'d', "data/", NULL, 0, 0},
+        {'f', "data/x.txt", "x", 0, 0},
+        {'f', "link", "a file first", 0, 0},   /* replaced by a symlink */
+        {'l', "link", "data/x.txt", 0, 0},
+        {'f', "dup.txt", "one", 0, 0},         /* appended twice (tar -r): listed once, last */
+        {'f', "keep.txt", "k", 0, 0},
+        {'f', "dup.txt", "two", 0, 0},
+    };
+    char *arcdir = fresh_dir(), *out = fresh_dir();
+    char *arc = make_archive(arcdir, "replaced", TAR, e, sizeof e / sizeof e[0]);
+    char *files = expect_unpacked(arc, out, NULL);
+    assert_string_equal(files, "data/x.txt\nkeep.txt\ndup.txt\n");
+    char *got = tree(out);
+    assert_string_equal(got, "data/\ndata/x.txt=x\ndup.txt=two\nkeep.txt=k\nlink->data/x.txt\n");
+    free(got);
+    free(files);
+    free(arc);
+    free(out);
+    free(arcdir);
+}
+
 static void test_unpack_devices_and_fifos_refused(void **state)
 {
     (void)state;
@@ -738,6 +764,7 @@ KP_TEST_GROUP(unpack) {
         cmocka_unit_test(test_unpack_symlink_inside_folder_allowed),
         cmocka_unit_test(test_unpack_hard_links_outside_or_to_non_files_refused),
         cmocka_unit_test(test_unpack_hard_link_to_earlier_file_allowed_and_listed),
+        cmocka_unit_test(test_unpack_files_list_drops_entries_a_later_entry_replaced),
         cmocka_unit_test(test_unpack_devices_and_fifos_refused),
         cmocka_unit_test(test_unpack_reserved_and_control_character_names_refused),
         cmocka_unit_test(test_unpack_total_bytes_over_max_refused_at_max_allowed),
