@@ -58,6 +58,8 @@ typedef struct dl_xfer {
     int retries;               /* transient retries so far */
     int werr;                  /* errno of a failed write, 0 if none */
     kp_buf ebody;              /* a non-2xx response's body */
+    kp_sha256 *digest;         /* of the .part's bytes so far (owned; NULL before the body) */
+    int64_t hashed;            /* bytes fed to digest */
     char cerr[CURL_ERROR_SIZE];
     char msg[KP_ERRLEN];       /* this file's failure */
 } dl_xfer;
@@ -155,14 +157,20 @@ static int check_part(dl_xfer *x, int64_t bytes)
                 x->url, (long long)f->size, (long long)bytes);
         return -1;
     }
-    if (!f->sha256)
-        return 0;
-    int rc = kp_sha256_file(x->part, hex, e, sizeof e);
+    int rc = 0;
+    if (x->digest && x->hashed == bytes)
+        kp_sha256_hex(x->digest, hex);   /* the bytes as they arrived */
+    else
+        rc = kp_sha256_file(x->part, hex, e, sizeof e);
+    kp_sha256_free(x->digest);
+    x->digest = NULL;
     if (rc < 0) {
         dl_fail(x, rc, "%s: %s", x->url, e);
         return -1;
     }
-    if (!kp_sha256_eq(hex, f->sha256)) {
+    memcpy(f->sha256_hex, hex, KP_SHA256_HEXLEN);
+    if (f->sha256 && !kp_sha256_eq(hex, f->sha256)) {
+        f->sha256_hex[0] = 0;
         unlink(x->part);
         dl_fail(x, KP_ERR_MISMATCH, "%s: sha256 mismatch: expected %s, got %s; the file was "
                 "not kept", x->url, f->sha256, hex);
@@ -209,6 +217,29 @@ static int restart_zero(dl_xfer *x)
     return 0;
 }
 
+/* kp_read_chunks' callback: feeds the .part's prefix to a digest. */
+static void digest_add(void *d, const void *p, size_t n)
+{
+    kp_sha256_add(d, p, n);
+}
+
+/* Starts x's digest over the .part's x->start bytes already there; 0 or -1. */
+static int digest_begin(dl_xfer *x)
+{
+    char e[KP_ERRLEN];
+    kp_sha256_free(x->digest);
+    x->hashed = 0;
+    if (!(x->digest = kp_sha256_create()))
+        return -1;
+    if (x->start > 0 && kp_read_chunks(x->part, digest_add, x->digest, e, sizeof e) < 0) {
+        kp_sha256_free(x->digest);   /* the check hashes the whole file instead */
+        x->digest = NULL;
+        return 0;
+    }
+    x->hashed = x->start;
+    return 0;
+}
+
 /* The first body bytes of a 2xx response: where they go in the .part; 0 or -1 to abort. */
 static int first_write(dl_xfer *x)
 {
@@ -218,7 +249,7 @@ static int first_write(dl_xfer *x)
             x->werr = errno;
             return -1;
         }
-        return 0;
+        return digest_begin(x);
     }
     if (x->code == 206 && x->cr_start != x->start) {
         x->bad_range = 1;
@@ -226,7 +257,7 @@ static int first_write(dl_xfer *x)
     }
     if (x->start > 0 && x->resumed_at < 0)
         x->resumed_at = x->start;
-    return 0;
+    return digest_begin(x);
 }
 
 /* CURLOPT_WRITEFUNCTION: a 2xx body appends to the .part; another keeps its message. */
@@ -244,6 +275,10 @@ static size_t dl_on_write(char *p, size_t size, size_t nmemb, void *arg)
     if (kp_write_all(x->fd, p, n) < 0) {
         x->werr = errno ? errno : EIO;
         return 0;
+    }
+    if (x->digest) {
+        kp_sha256_add(x->digest, p, n);
+        x->hashed += (int64_t)n;
     }
     x->got += (int64_t)n;
     x->run->fetched += (int64_t)n;
@@ -306,6 +341,7 @@ static int setup_xfer(dl_xfer *x)
     SETOPT(CURLOPT_HEADERDATA, x);
     SETOPT(CURLOPT_PRIVATE, x);
     SETOPT(CURLOPT_RANGE, x->start > 0 ? range : NULL);
+    SETOPT(CURLOPT_BUFFERSIZE, 512L * 1024);   /* fewer, larger writes and digest calls */
 #undef SETOPT
     if (rc == 0 && cc != CURLE_OK)
         rc = kp_errf(x->msg, sizeof x->msg, KP_ERR_ARG, "%s: %s", x->url, curl_easy_strerror(cc));
@@ -569,7 +605,7 @@ static int check_files(kp_dl_file *files, int n, char *err, size_t errlen)
 }
 
 /* Returns 1 when f's dest is there with the declared sha256 (or size); its size in *bytes. */
-static int dest_matches(const dl_run *r, const kp_dl_file *f, int64_t *bytes)
+static int dest_matches(const dl_run *r, kp_dl_file *f, int64_t *bytes)
 {
     struct stat sb;
     char hex[KP_SHA256_HEXLEN], e[KP_ERRLEN];
@@ -581,6 +617,7 @@ static int dest_matches(const dl_run *r, const kp_dl_file *f, int64_t *bytes)
     if (f->sha256) {
         if (kp_sha256_file(f->dest, hex, e, sizeof e) < 0 || !kp_sha256_eq(hex, f->sha256))
             return 0;
+        memcpy(f->sha256_hex, hex, KP_SHA256_HEXLEN);
         dl_log(r, "skipped %s (sha256 matches)", f->dest);
         return 1;
     }
@@ -606,6 +643,7 @@ static int dl_prepare(dl_run *r, dl_xfer *x, kp_dl_file *f, char *err, size_t er
     kp_buf_init(&x->ebody, DL_EBODY_MAX);
     f->bytes = 0;
     f->skipped = f->resumed = f->attempts = f->status = 0;
+    f->sha256_hex[0] = 0;
     kp_http_url_redact(f->url, x->url, sizeof x->url);
     char *dir = dir_of(f->dest);
     if (!dir || asprintf(&x->part, "%s.part", f->dest) < 0) {
@@ -641,6 +679,7 @@ static void dl_cleanup(dl_run *r)
         close_part(x);
         free(x->part);
         kp_buf_free(&x->ebody);
+        kp_sha256_free(x->digest);
     }
     free(r->x);
     if (r->multi)

@@ -11,7 +11,9 @@
  * with Retry-After) are retried with the session's backoff, resuming where
  * the bytes stopped.  A checksum or size mismatch deletes the ".part" and is
  * an error naming the URL, both digests and "the file was not kept".  A 4xx
- * is an error naming the URL (query redacted) and the status.  All files
+ * is an error naming the URL (query redacted) and the status.  The sha256
+ * is computed as the bytes arrive (a resumed .part's prefix first), so a
+ * fresh download is read once.  All files
  * are attempted; the first error is reported and the others are logged.
  */
 #ifndef KP_DOWNLOAD_H
@@ -33,6 +35,7 @@ typedef struct kp_dl_file {
     int resumed;               /* a Range request continued a ".part" */
     int attempts;              /* requests made */
     int status;                /* 0 or this file's negative kp_status */
+    char sha256_hex[65];       /* the file's sha256 when fetched or skipped by checksum, else "" */
 } kp_dl_file;
 
 /* Called at most a few times a second and once at the end: bytes so far

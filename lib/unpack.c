@@ -306,7 +306,8 @@ static int copy_data(unpacker *u, struct archive_entry *e, int fd)
     return 0;
 }
 
-/* Creates the regular file leaf in fd from the entry's data, fsynced. */
+/* Creates the regular file leaf in fd from the entry's data (made durable by
+ * one syncfs for the whole archive, see unpack_to_tmp). */
 static int make_file(unpacker *u, struct archive_entry *e, int fd, const char *leaf)
 {
     int64_t declared = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
@@ -321,7 +322,7 @@ static int make_file(unpacker *u, struct archive_entry *e, int fd, const char *l
     if (out < 0)
         return refuse(u, KP_ERR_IO, "cannot be created: %s", strerror(errno));
     rc = copy_data(u, e, out);
-    if (rc == 0 && (fchmod(out, mode) != 0 || fsync(out) != 0))
+    if (rc == 0 && fchmod(out, mode) != 0)
         rc = refuse(u, KP_ERR_IO, "cannot be written: %s", strerror(errno));
     if (close(out) != 0 && rc == 0)
         rc = refuse(u, KP_ERR_IO, "cannot be written: %s", strerror(errno));
@@ -592,7 +593,15 @@ static int unpack_to_tmp(unpacker *u, const char *dir, char **tmp)
         return kp_errf(u->err, u->errlen, KP_ERR_IO, "%s: cannot open %s: %s", u->archive,
                        *tmp, strerror(errno));
     int rc = open_archive(u);
-    return rc < 0 ? rc : unpack_all(u);
+    if (rc == 0)
+        rc = unpack_all(u);
+    /* every file on disk before any is renamed into place: one syncfs
+     * costs what one fsync does, where a fsync per file of a 20,000-file
+     * archive took seconds */
+    if (rc == 0 && syncfs(u->rootfd) != 0)
+        rc = kp_errf(u->err, u->errlen, KP_ERR_IO, "%s: cannot sync %s: %s", u->archive, *tmp,
+                     strerror(errno));
+    return rc;
 }
 
 /* libarchive gives names in the thread's locale, and a zip's UTF-8 names

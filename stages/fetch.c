@@ -259,6 +259,7 @@ typedef struct fetch_run {
     entry *e;
     int n;
     char **dests;
+    char (*sha)[KP_SHA256_HEXLEN];   /* per entry, as the downloader computed it */
     long long max_unpacked;
     char *err;
     size_t errlen;
@@ -291,6 +292,8 @@ static int fetch_urls(fetch_run *r)
         rc = kp_http_create(&ho, &h, r->err, r->errlen);
     if (rc == 0)
         rc = kp_download(h, f, r->n, &o, r->err, r->errlen);
+    for (int i = 0; rc == 0 && i < r->n; i++)
+        memcpy(r->sha[i], f[i].sha256_hex, KP_SHA256_HEXLEN);
     kp_http_free(h);
     free(f);
     return rc;
@@ -359,8 +362,11 @@ static int write_manifest(fetch_run *r)
     kp_buf_init(&b, 0);
     for (int i = 0; rc == 0 && i < r->n; i++) {
         struct stat sb;
-        if ((rc = kp_sha256_file(r->dests[i], hex, r->err, r->errlen)) == 0 &&
-            stat(r->dests[i], &sb) == 0)
+        if (r->sha[i][0])
+            memcpy(hex, r->sha[i], sizeof hex);
+        else
+            rc = kp_sha256_file(r->dests[i], hex, r->err, r->errlen);
+        if (rc == 0 && stat(r->dests[i], &sb) == 0)
             rc = kp_buf_printf(&b, "%s %lld sha256=%s\n", r->e[i].name, (long long)sb.st_size,
                                hex) < 0 ? KP_ERR_NOMEM : 0;
     }
@@ -384,7 +390,8 @@ static int fetch_run_task(const kp_task_ctx *ctx, char *err, size_t errlen)
     if ((rc = kp_mkdirs(r.dir, err, errlen)) < 0 ||
         (rc = parse_entries(ctx->stage, ctx->cfg, &r.e, &r.n, err, errlen)) < 0)
         return rc;
-    if (r.n && !(r.dests = calloc((size_t)r.n, sizeof *r.dests)))
+    if (r.n && (!(r.dests = calloc((size_t)r.n, sizeof *r.dests)) ||
+                !(r.sha = calloc((size_t)r.n, sizeof *r.sha))))
         rc = kp_errf(err, errlen, KP_ERR_NOMEM, "out of memory");
     if (rc == 0 && r.n)
         rc = fetch_urls(&r);
@@ -399,6 +406,7 @@ static int fetch_run_task(const kp_task_ctx *ctx, char *err, size_t errlen)
     for (int i = 0; r.dests && i < r.n; i++)
         free(r.dests[i]);
     free(r.dests);
+    free(r.sha);
     free(r.e);
     return rc;
 }

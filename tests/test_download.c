@@ -343,6 +343,8 @@ static void test_download_resumes_after_a_cut_with_a_range_request(void **state)
     assert_int_equal(q.status, 206);
     assert_non_null(strstr(fx_log(&fx), "(200000 bytes, resumed at 60000)"));
     assert_non_null(strstr(fx_log(&fx), "(attempt 2/6)"));
+    /* the digest streamed over the kept prefix and the rest is the file's */
+    assert_string_equal(e.f.sha256_hex, e.sha);
     one_free(&e);
     fx_close(&fx);
 }
@@ -388,6 +390,7 @@ static void test_download_server_ignoring_range_restarts_from_zero(void **state)
     assert_int_equal(ts_request_at(fx.s, 0, &q), 0);
     assert_string_equal(q.range, "bytes=5000-");
     assert_int_equal(q.status, 200);
+    assert_string_equal(e.f.sha256_hex, e.sha);   /* the stale prefix left the digest too */
     free(junk);
     free(out);
     one_free(&e);
