@@ -14,7 +14,8 @@
 #include "../../lib/err.h"
 #include "../../lib/ledger.h"
 
-#include <dirent.h>
+#include "fuzz_files.h"
+
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,35 +49,6 @@ static void setup(void)
         abort();
     snprintf(fuzz_path, sizeof fuzz_path, "%s/ledger.csv", fuzz_dir);
     atexit(cleanup);
-}
-
-/* Writes the n bytes of data to path (replacing it); aborts on failure. */
-static void write_bytes(const char *path, const uint8_t *data, size_t n)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        abort();
-    while (n > 0) {
-        ssize_t w = write(fd, data, n);
-        if (w <= 0)
-            abort();
-        data += w;
-        n -= (size_t)w;
-    }
-    close(fd);
-}
-
-/* Returns the number of open file descriptors of this process. */
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* Returns 1 when s is 32 lower-case hex digits. */
