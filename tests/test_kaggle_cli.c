@@ -195,6 +195,31 @@ static void test_kaggle_config_goes_from_empty_folder_to_scored_submission(void 
     ts_stop(s);
 }
 
+/* An upload that fails fails the submit task; the next run uploads, once. */
+static void test_kaggle_failed_upload_is_retried_by_the_next_run(void **state)
+{
+    (void)state;
+    ts_server *s = kaggle_server();
+    char *dir = kaggle_tree(), *out = NULL;
+    ts_fail(s, "/v1/competitions.CompetitionApiService/CreateSubmission", 1, 503, -1);
+    assert_int_equal(kpipe_at(s, dir, NULL, "run configs/titanic-kaggle.yaml -j 2", &out), 1);
+    assert_non_null(strstr(out, "503"));   /* the task's own error, under its summary line */
+    free(out);
+    assert_int_equal(ts_submission_count(s), 0);
+    char *ledger = read_in(dir, "submissions/ledger.csv");
+    assert_int_equal(lines_with(ledger, ",written,", NULL), 1);
+    assert_int_equal(lines_with(ledger, ",uploaded,", NULL), 0);
+    free(ledger);
+    assert_int_equal(kpipe_at(s, dir, NULL, "run configs/titanic-kaggle.yaml -j 2", &out), 0);
+    free(out);
+    assert_int_equal(ts_submission_count(s), 1);
+    ledger = read_in(dir, "submissions/ledger.csv");
+    assert_int_equal(lines_with(ledger, ",uploaded,", NULL), 1);
+    free(ledger);
+    free(dir);
+    ts_stop(s);
+}
+
 /* A file failing the contract is never uploaded. */
 static void test_kaggle_submit_refuses_a_file_failing_the_contract(void **state)
 {
@@ -468,6 +493,7 @@ KP_TEST_GROUP(kaggle_cli)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_kaggle_config_goes_from_empty_folder_to_scored_submission),
+        cmocka_unit_test(test_kaggle_failed_upload_is_retried_by_the_next_run),
         cmocka_unit_test(test_kaggle_submit_refuses_a_file_failing_the_contract),
         cmocka_unit_test(test_kaggle_download_403_says_to_accept_the_rules),
         cmocka_unit_test(test_kaggle_download_cli_fetches_and_unpacks),
