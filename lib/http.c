@@ -39,6 +39,11 @@ void kp_http_opts_default(kp_http_opts *o)
     *o = (kp_http_opts){.auth_header = NULL, .user_agent = NULL, .max_retries = 5,
                         .backoff_ms = 1000, .max_backoff_ms = 60000, .connect_timeout_s = 30,
                         .stall_timeout_s = 60, .verbose = NULL};
+    const char *ms = getenv("KPIPE_RETRY_BACKOFF_MS");   /* tests: retries in milliseconds */
+    if (ms && atol(ms) > 0) {
+        o->backoff_ms = atol(ms);
+        o->max_backoff_ms = 20 * o->backoff_ms;
+    }
 }
 
 /* Returns 1 when s holds a CR or LF (a header injection). */

@@ -59,7 +59,8 @@ typedef struct kp_http_resp {
     long retry_after_s;        /* the Retry-After header in seconds, -1 if none */
 } kp_http_resp;
 
-/* Fills o with the defaults above. */
+/* Fills o with the defaults above; $KPIPE_RETRY_BACKOFF_MS, when set, makes
+ * the first delay that many ms and the cap 20 times it (the tests' retries). */
 void kp_http_opts_default(kp_http_opts *o);
 
 /* Makes a session (curl_global_init on first use); *out caller-owned (kp_http_free). */

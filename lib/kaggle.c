@@ -46,7 +46,6 @@ int kp_kaggle_create(const kp_kaggle_opts *o, kp_kaggle **out, char *err, size_t
 {
     kp_kaggle *k = calloc(1, sizeof *k);
     kp_http_opts ho;
-    const char *backoff = getenv("KPIPE_RETRY_BACKOFF_MS");
     int rc;
     *out = NULL;
     if (!k || !(k->endpoint = endpoint_of(o))) {
@@ -60,10 +59,6 @@ int kp_kaggle_create(const kp_kaggle_opts *o, kp_kaggle **out, char *err, size_t
     kp_http_opts_default(&ho);
     ho.auth_header = kp_kaggle_creds_header(k->creds);
     ho.verbose = k->o.verbose;
-    if (backoff && atol(backoff) > 0) {
-        ho.backoff_ms = atol(backoff);
-        ho.max_backoff_ms = 20 * ho.backoff_ms;
-    }
     if ((rc = kp_http_create(&ho, &k->http, err, errlen)) < 0)
         goto fail;
     *out = k;

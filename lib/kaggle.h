@@ -40,8 +40,7 @@ typedef struct kp_kaggle_sub {
     char *date, *description, *file_name, *status, *public_score, *private_score;
 } kp_kaggle_sub;
 
-/* Loads the credentials and makes a client; *out caller-owned (kp_kaggle_free).
- * Retry delays come from $KPIPE_RETRY_BACKOFF_MS when set (tests). */
+/* Loads the credentials and makes a client; *out caller-owned (kp_kaggle_free). */
 int kp_kaggle_create(const kp_kaggle_opts *o, kp_kaggle **out, char *err, size_t errlen);
 
 /* Frees a client (wiping its secrets); NULL is accepted. */

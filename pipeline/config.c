@@ -190,7 +190,7 @@ static char *config_basename(const char *path)
 }
 
 /* Resolves the path param key into *out; a missing file is noted in
- * c->absent (kp_cfg_check_absent fails unless a stage writes it). */
+ * c->absent (check_absent fails unless a stage writes it). */
 static int comp_path(kp_cfgctx *c, const kp_params *p, const char *key, char **out)
 {
     const char *rel = kp_params_get(p, key);

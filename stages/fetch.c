@@ -271,15 +271,12 @@ static int fetch_urls(fetch_run *r)
     kp_http_opts ho;
     kp_http *h = NULL;
     kp_dl_printer pr = {.out = r->ctx->log};
-    const char *backoff = getenv("KPIPE_RETRY_BACKOFF_MS");
     kp_dl_opts o = {.parallel = (int)kp_params_int(r->ctx->stage->opts, "parallel", 4),
                     .progress = r->ctx->log ? kp_dl_print_progress : NULL, .progress_arg = &pr,
                     .log = r->ctx->log};
     kp_dl_file *f = calloc((size_t)r->n, sizeof *f);
     int rc = f ? 0 : kp_errf(r->err, r->errlen, KP_ERR_NOMEM, "out of memory");
     kp_http_opts_default(&ho);
-    if (backoff && atol(backoff) > 0)
-        ho.backoff_ms = atol(backoff), ho.max_backoff_ms = 20 * ho.backoff_ms;
     for (int i = 0; rc == 0 && i < r->n; i++) {
         if (asprintf(&r->dests[i], "%s/%s", r->dir, r->e[i].name) < 0) {
             r->dests[i] = NULL;

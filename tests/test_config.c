@@ -63,6 +63,21 @@ static void test_config_competition_file_may_come_from_a_fetch_stage(void **stat
     kp_config_free(cfg);
 }
 
+/* A fetch dir written with a trailing slash still provides the competition's files. */
+static void test_config_fetch_dir_with_trailing_slash_provides_files(void **state)
+{
+    (void)state;
+    char err[KP_ERRLEN] = "";
+    kp_config *cfg = NULL;
+    int rc = load("competition:\n  train: d/train.csv\n  test: test.csv\n  id: id\n  target: y\n"
+                  "  task: binary\n  metric: auc\nstages:\n"
+                  "  data: {type: fetch, dir: d//, files: ['http://h/train.csv'], "
+                  "provides: [train.csv]}\n"
+                  "  prep: {type: preprocess, needs: [data]}\n", &cfg, err);
+    assert_loaded(rc, err);
+    kp_config_free(cfg);
+}
+
 /* ---- bad configs: status and message (with FILE:LINE:COL) ---- */
 
 typedef struct bad_case {
@@ -633,6 +648,7 @@ KP_TEST_GROUP(config)
 {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_config_competition_file_may_come_from_a_fetch_stage),
+        cmocka_unit_test(test_config_fetch_dir_with_trailing_slash_provides_files),
         cmocka_unit_test(test_config_bad_configs_fail_with_status_and_located_message),
         cmocka_unit_test(test_config_matrix_expands_in_key_order_last_key_fastest),
         cmocka_unit_test(test_config_needs_on_matrix_base_names_every_expansion),
